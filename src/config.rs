@@ -1,0 +1,224 @@
+//! One `Config` for the daemon, merged from defaults, a TOML file, `IPCS_*` environment
+//! variables and command-line flags (later sources win).
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// How blobs become UnixFS DAGs. Passed explicitly on every import so that a Kubo
+/// configured differently still produces the same CIDs.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ImportOptions {
+    pub chunk_size: u32,
+    pub cid_version: u8,
+    pub raw_leaves: bool,
+}
+
+impl Default for ImportOptions {
+    fn default() -> Self {
+        ImportOptions {
+            chunk_size: 262_144,
+            cid_version: 1,
+            raw_leaves: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Unix socket containerd's proxy plugin dials.
+    pub socket: PathBuf,
+    /// Index, ingests and the local blob cache live here.
+    pub data_dir: PathBuf,
+    /// Kubo's HTTP RPC endpoint.
+    pub kubo_api: String,
+    /// Deadline for Kubo calls that do not move blob bytes.
+    pub kubo_timeout_secs: u64,
+    /// Slowest transfer rate tolerated when moving a blob to or from Kubo; sets the
+    /// deadline of those calls as `kubo_timeout_secs + size / rate`.
+    pub kubo_min_rate_bytes_per_sec: u64,
+    /// How long a Write waits for a ref held by another stream before UNAVAILABLE.
+    pub lock_wait_ms: u64,
+    /// gRPC message limit both ways (containerd sends up to 16 MiB).
+    pub max_message_bytes: usize,
+    /// Upper bound of the local blob cache that serves Reads without Kubo round trips.
+    pub cache_max_bytes: u64,
+    pub import: ImportOptions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            socket: PathBuf::from("/run/ipcs/ipcs.sock"),
+            data_dir: PathBuf::from("/var/lib/ipcs"),
+            kubo_api: "http://127.0.0.1:5001".to_string(),
+            kubo_timeout_secs: 30,
+            kubo_min_rate_bytes_per_sec: 8 << 20,
+            lock_wait_ms: 1000,
+            max_message_bytes: 32 << 20,
+            cache_max_bytes: 8 << 30,
+            import: ImportOptions::default(),
+        }
+    }
+}
+
+/// Values given on the command line or in the environment; `None` keeps the file's value.
+#[derive(Debug, Default, Clone, clap::Args)]
+pub struct Overrides {
+    /// TOML configuration file.
+    #[arg(long, env = "IPCS_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Unix socket to serve on.
+    #[arg(long, env = "IPCS_SOCKET")]
+    pub socket: Option<PathBuf>,
+    /// Directory for the index, ingests and blob cache.
+    #[arg(long, env = "IPCS_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Kubo HTTP RPC address, e.g. http://127.0.0.1:5001.
+    #[arg(long, env = "IPCS_KUBO_API")]
+    pub kubo_api: Option<String>,
+    /// Deadline in seconds for Kubo calls that do not move blob bytes.
+    #[arg(long, env = "IPCS_KUBO_TIMEOUT_SECS")]
+    pub kubo_timeout_secs: Option<u64>,
+    /// Upper bound of the local blob cache in bytes.
+    #[arg(long, env = "IPCS_CACHE_MAX_BYTES")]
+    pub cache_max_bytes: Option<u64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("config {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: Box<toml::de::Error>,
+    },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn load(o: &Overrides) -> Result<Config, ConfigError> {
+        let mut c = match &o.config {
+            Some(path) => Config::from_file(path)?,
+            None => Config::default(),
+        };
+        if let Some(v) = &o.socket {
+            c.socket = v.clone();
+        }
+        if let Some(v) = &o.data_dir {
+            c.data_dir = v.clone();
+        }
+        if let Some(v) = &o.kubo_api {
+            c.kubo_api = v.clone();
+        }
+        if let Some(v) = o.kubo_timeout_secs {
+            c.kubo_timeout_secs = v;
+        }
+        if let Some(v) = o.cache_max_bytes {
+            c.cache_max_bytes = v;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(source),
+        })
+    }
+
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if !(self.kubo_api.starts_with("http://") || self.kubo_api.starts_with("https://")) {
+            return bad(format!(
+                "kubo_api {:?} must be an http:// or https:// URL",
+                self.kubo_api
+            ));
+        }
+        if self.import.cid_version > 1 {
+            return bad(format!(
+                "import.cid_version {} is not 0 or 1",
+                self.import.cid_version
+            ));
+        }
+        if self.import.chunk_size == 0 || self.import.chunk_size > 1 << 20 {
+            return bad(format!(
+                "import.chunk_size {} must be between 1 and 1048576",
+                self.import.chunk_size
+            ));
+        }
+        if self.max_message_bytes < 16 << 20 {
+            return bad("max_message_bytes must be at least 16 MiB (containerd's limit)".into());
+        }
+        if self.kubo_timeout_secs == 0 || self.kubo_min_rate_bytes_per_sec == 0 {
+            return bad("kubo_timeout_secs and kubo_min_rate_bytes_per_sec must be > 0".into());
+        }
+        Ok(())
+    }
+
+    pub fn kubo_timeout(&self) -> Duration {
+        Duration::from_secs(self.kubo_timeout_secs)
+    }
+
+    pub fn lock_wait(&self) -> Duration {
+        Duration::from_millis(self.lock_wait_ms)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_then_overrides_win() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipcs.toml");
+        std::fs::write(
+            &path,
+            "socket = \"/tmp/a.sock\"\nkubo_api = \"http://127.0.0.1:1\"\n[import]\nchunk_size = 1024\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path),
+            kubo_api: Some("http://127.0.0.1:2".into()),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.socket, PathBuf::from("/tmp/a.sock"));
+        assert_eq!(c.kubo_api, "http://127.0.0.1:2");
+        assert_eq!(c.import.chunk_size, 1024);
+        assert!(c.import.raw_leaves);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipcs.toml");
+        std::fs::write(&path, "sockte = \"/x\"\n").unwrap();
+        assert!(Config::from_file(&path).is_err());
+        let o = Overrides {
+            kubo_api: Some("127.0.0.1:5001".into()),
+            ..Default::default()
+        };
+        assert!(Config::load(&o).is_err());
+    }
+
+    #[test]
+    fn example_config_in_repo_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("plugin-config/ipcs.toml");
+        if path.exists() {
+            Config::from_file(&path).unwrap().validate().unwrap();
+        }
+    }
+}

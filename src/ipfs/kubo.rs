@@ -1,0 +1,324 @@
+//! A small typed client for the parts of Kubo's HTTP RPC API (`POST /api/v0/…`) ipcs uses.
+//! Connections are pooled (reqwest), every call has a deadline, and a Kubo that cannot be
+//! reached is reported with its address: callers must never mistake it for a locked ref.
+use crate::config::ImportOptions;
+use bytes::Bytes;
+use futures::{Stream, TryStreamExt};
+use serde::Deserialize;
+use std::path::Path;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum KuboError {
+    #[error("kubo at {addr} is unreachable during {op}: {reason}")]
+    Unreachable {
+        addr: String,
+        op: &'static str,
+        reason: String,
+    },
+    #[error("kubo at {addr} did not finish {op} within {after:?}")]
+    Timeout {
+        addr: String,
+        op: &'static str,
+        after: Duration,
+    },
+    #[error("kubo at {addr}: {op} failed: {message}")]
+    Api {
+        addr: String,
+        op: &'static str,
+        message: String,
+    },
+    #[error("reading {path} for kubo {op}: {source}")]
+    Local {
+        path: String,
+        op: &'static str,
+        source: std::io::Error,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AddedBlob {
+    pub cid: String,
+    pub size: u64,
+}
+
+#[derive(Clone)]
+pub struct KuboClient {
+    base: String,
+    http: reqwest::Client,
+    timeout: Duration,
+    min_rate: u64,
+}
+
+#[derive(Deserialize)]
+struct ApiErrorBody {
+    #[serde(rename = "Message")]
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct AddLine {
+    #[serde(rename = "Hash")]
+    hash: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct PinLsBody {
+    #[serde(rename = "Keys", default)]
+    keys: std::collections::HashMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct VersionBody {
+    #[serde(rename = "Version")]
+    version: String,
+}
+
+impl KuboClient {
+    /// `timeout` bounds control calls; calls moving `n` bytes get `timeout + n / min_rate`.
+    pub fn new(base: &str, timeout: Duration, min_rate: u64) -> Result<KuboClient, KuboError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .tcp_nodelay(true)
+            .build()
+            .map_err(|e| KuboError::Unreachable {
+                addr: base.to_string(),
+                op: "client setup",
+                reason: e.to_string(),
+            })?;
+        Ok(KuboClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            timeout,
+            min_rate: min_rate.max(1),
+        })
+    }
+
+    pub fn address(&self) -> &str {
+        &self.base
+    }
+
+    /// Deadline for a call that moves `bytes` of blob data.
+    pub fn transfer_timeout(&self, bytes: u64) -> Duration {
+        self.timeout + Duration::from_secs(bytes / self.min_rate)
+    }
+
+    fn classify(&self, op: &'static str, after: Duration, e: reqwest::Error) -> KuboError {
+        if e.is_timeout() {
+            KuboError::Timeout {
+                addr: self.base.clone(),
+                op,
+                after,
+            }
+        } else if e.is_connect() || e.is_request() {
+            KuboError::Unreachable {
+                addr: self.base.clone(),
+                op,
+                reason: error_chain(&e),
+            }
+        } else {
+            KuboError::Api {
+                addr: self.base.clone(),
+                op,
+                message: error_chain(&e),
+            }
+        }
+    }
+
+    async fn call(
+        &self,
+        op: &'static str,
+        path: &str,
+        query: &[(&str, String)],
+        timeout: Duration,
+        body: Option<reqwest::multipart::Form>,
+    ) -> Result<reqwest::Response, KuboError> {
+        let mut req = self
+            .http
+            .post(format!("{}/api/v0/{path}", self.base))
+            .query(query)
+            .timeout(timeout);
+        if let Some(form) = body {
+            req = req.multipart(form);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| self.classify(op, timeout, e))?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ApiErrorBody>(&text)
+            .map(|b| b.message)
+            .unwrap_or_else(|_| format!("HTTP {status}: {}", text.trim()));
+        Err(KuboError::Api {
+            addr: self.base.clone(),
+            op,
+            message,
+        })
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        resp: reqwest::Response,
+        timeout: Duration,
+    ) -> Result<T, KuboError> {
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| self.classify(op, timeout, e))?;
+        serde_json::from_slice(&bytes).map_err(|e| KuboError::Api {
+            addr: self.base.clone(),
+            op,
+            message: format!("unexpected response: {e}"),
+        })
+    }
+
+    pub async fn version(&self) -> Result<String, KuboError> {
+        let t = self.timeout;
+        let resp = self.call("version", "version", &[], t, None).await?;
+        Ok(self.json::<VersionBody>("version", resp, t).await?.version)
+    }
+
+    /// Imports the file at `path` as a UnixFS DAG with `opts` given explicitly (so Kubo's
+    /// own Import config cannot change the CID) and pins it recursively. The file is
+    /// streamed, never read into memory.
+    pub async fn add_file(
+        &self,
+        path: &Path,
+        size: u64,
+        opts: &ImportOptions,
+    ) -> Result<AddedBlob, KuboError> {
+        let op = "add";
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| KuboError::Local {
+                path: path.display().to_string(),
+                op,
+                source,
+            })?;
+        let part = reqwest::multipart::Part::stream_with_length(file, size)
+            .file_name("blob")
+            .mime_str("application/octet-stream")
+            .expect("static mime type parses");
+        let form = reqwest::multipart::Form::new().part("file", part);
+        let query = [
+            ("cid-version", opts.cid_version.to_string()),
+            ("raw-leaves", opts.raw_leaves.to_string()),
+            ("chunker", format!("size-{}", opts.chunk_size)),
+            ("hash", "sha2-256".to_string()),
+            ("trickle", "false".to_string()),
+            ("pin", "true".to_string()),
+            ("quieter", "true".to_string()),
+            ("progress", "false".to_string()),
+        ];
+        let t = self.transfer_timeout(size);
+        let resp = self.call(op, "add", &query, t, Some(form)).await?;
+        let text = resp.text().await.map_err(|e| self.classify(op, t, e))?;
+        let cid = text
+            .lines()
+            .filter_map(|l| serde_json::from_str::<AddLine>(l).ok())
+            .filter_map(|l| l.hash)
+            .next_back()
+            .ok_or_else(|| KuboError::Api {
+                addr: self.base.clone(),
+                op,
+                message: format!("no CID in response {:?}", text.trim()),
+            })?;
+        Ok(AddedBlob { cid, size })
+    }
+
+    /// Streams `length` bytes of the DAG at `cid` starting at `offset`.
+    pub async fn cat(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<impl Stream<Item = Result<Bytes, KuboError>> + use<>, KuboError> {
+        let op = "cat";
+        let t = self.transfer_timeout(length);
+        let query = [
+            ("arg", cid.to_string()),
+            ("offset", offset.to_string()),
+            ("length", length.to_string()),
+            ("progress", "false".to_string()),
+        ];
+        let resp = self.call(op, "cat", &query, t, None).await?;
+        let me = self.clone();
+        Ok(resp.bytes_stream().map_err(move |e| me.classify(op, t, e)))
+    }
+
+    /// Removes the recursive pin of `cid`. A CID that is not pinned counts as unpinned.
+    pub async fn pin_rm(&self, cid: &str) -> Result<(), KuboError> {
+        let query = [("arg", cid.to_string())];
+        match self
+            .call("pin rm", "pin/rm", &query, self.timeout, None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(KuboError::Api { message, .. }) if message.contains("not pinned") => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Pins `cid` recursively (fetching missing blocks from peers).
+    pub async fn pin_add(&self, cid: &str, size: u64) -> Result<(), KuboError> {
+        let query = [("arg", cid.to_string()), ("progress", "false".to_string())];
+        let t = self.transfer_timeout(size);
+        self.call("pin add", "pin/add", &query, t, None).await?;
+        Ok(())
+    }
+
+    /// Whether `cid` is pinned recursively.
+    pub async fn is_pinned(&self, cid: &str) -> Result<bool, KuboError> {
+        let op = "pin ls";
+        let query = [("arg", cid.to_string()), ("type", "recursive".to_string())];
+        match self.call(op, "pin/ls", &query, self.timeout, None).await {
+            Ok(resp) => {
+                let body: PinLsBody = self.json(op, resp, self.timeout).await?;
+                Ok(body.keys.contains_key(cid))
+            }
+            Err(KuboError::Api { message, .. }) if message.contains("not pinned") => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(inner) = cur {
+        s.push_str(": ");
+        s.push_str(&inner.to_string());
+        cur = inner.source();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn unreachable_kubo_is_named_and_fast() {
+        // Port 9 (discard) on loopback has no listener here: connect is refused at once.
+        let k = KuboClient::new("http://127.0.0.1:9", Duration::from_secs(2), 1).unwrap();
+        let started = std::time::Instant::now();
+        let err = k.version().await.unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(5));
+        let msg = err.to_string();
+        assert!(matches!(err, KuboError::Unreachable { .. }), "{msg}");
+        assert!(msg.contains("127.0.0.1:9"), "{msg}");
+    }
+
+    #[test]
+    fn transfer_deadline_grows_with_size() {
+        let k = KuboClient::new("http://127.0.0.1:1", Duration::from_secs(10), 1 << 20).unwrap();
+        assert_eq!(k.transfer_timeout(0), Duration::from_secs(10));
+        assert_eq!(k.transfer_timeout(100 << 20), Duration::from_secs(110));
+    }
+}

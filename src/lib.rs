@@ -1,0 +1,10 @@
+//! ipcs: a containerd content store that keeps every blob in IPFS.
+//!
+//! Layering: `server` → `store` → {`index`, `ipfs`}; `digest` and `config` are leaves.
+//! Nothing imports upward, and only `server` touches generated protobuf types.
+pub mod config;
+pub mod digest;
+pub mod index;
+pub mod ipfs;
+pub mod server;
+pub mod store;

@@ -1,0 +1,82 @@
+//! Every on-disk path of the data directory, computed in one place. Temporary files live
+//! on the same filesystem as their destinations so that renames are atomic. Refs never
+//! become path components: an ingest directory is named by a hash of its ref.
+use crate::digest::Digest;
+use sha2::{Digest as _, Sha256};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone)]
+pub struct DataPaths {
+    root: PathBuf,
+}
+
+impl DataPaths {
+    pub fn new(root: &Path) -> DataPaths {
+        DataPaths {
+            root: root.to_path_buf(),
+        }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn index(&self) -> PathBuf {
+        self.root.join("index.redb")
+    }
+
+    pub fn ingests(&self) -> PathBuf {
+        self.root.join("ingest")
+    }
+
+    pub fn ingest_dir(&self, ingest_ref: &str) -> PathBuf {
+        let id = hex::encode(Sha256::digest(ingest_ref.as_bytes()));
+        self.ingests().join(&id[..40])
+    }
+
+    pub fn ingest_data(&self, ingest_ref: &str) -> PathBuf {
+        self.ingest_dir(ingest_ref).join("data")
+    }
+
+    pub fn cache(&self) -> PathBuf {
+        self.root.join("blobs")
+    }
+
+    pub fn cached_blob(&self, digest: &Digest) -> PathBuf {
+        self.cache()
+            .join(digest.algorithm().name())
+            .join(digest.hex())
+    }
+
+    pub fn tmp(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    pub fn create_dirs(&self) -> std::io::Result<()> {
+        for d in [self.ingests(), self.cache(), self.tmp()] {
+            std::fs::create_dir_all(d)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn path_like_refs_stay_inside_the_ingest_dir() {
+        let p = DataPaths::new(Path::new("/data"));
+        for r in [
+            "../../x",
+            "/etc/passwd",
+            "default/1/layer-sha256:ab",
+            "a\0b",
+        ] {
+            let dir = p.ingest_dir(r);
+            assert_eq!(dir.parent().unwrap(), Path::new("/data/ingest"));
+            assert_eq!(dir.file_name().unwrap().len(), 40);
+        }
+        assert_ne!(p.ingest_dir("a"), p.ingest_dir("b"));
+    }
+}

@@ -1,0 +1,56 @@
+//! Streams a byte range of a cached blob file in chunks of at most 1 MiB, each read
+//! done with `pread` on a blocking thread.
+use crate::store::error::{blocking, StoreError};
+use bytes::Bytes;
+use futures::Stream;
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::pin::Pin;
+use std::sync::Arc;
+
+const CHUNK: u64 = 1 << 20;
+
+pub struct BlobStream {
+    inner: Pin<Box<dyn Stream<Item = Result<(u64, Bytes), StoreError>> + Send>>,
+}
+
+impl BlobStream {
+    pub fn empty() -> BlobStream {
+        BlobStream {
+            inner: Box::pin(futures::stream::empty()),
+        }
+    }
+
+    pub fn new(file: File, offset: u64, end: u64) -> BlobStream {
+        let file = Arc::new(file);
+        let s = futures::stream::try_unfold(offset, move |pos| {
+            let file = file.clone();
+            async move {
+                if pos >= end {
+                    return Ok(None);
+                }
+                let len = (end - pos).min(CHUNK) as usize;
+                let data = blocking(move || {
+                    let mut buf = vec![0u8; len];
+                    file.read_exact_at(&mut buf, pos)
+                        .map_err(StoreError::io(format!("reading cached blob at {pos}")))?;
+                    Ok(buf)
+                })
+                .await?;
+                Ok(Some(((pos, Bytes::from(data)), pos + len as u64)))
+            }
+        });
+        BlobStream { inner: Box::pin(s) }
+    }
+}
+
+impl Stream for BlobStream {
+    type Item = Result<(u64, Bytes), StoreError>;
+
+    fn poll_next(
+        mut self: Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.inner.as_mut().poll_next(cx)
+    }
+}

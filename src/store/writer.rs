@@ -1,0 +1,427 @@
+//! One Write stream's ingest: bytes appended to a per-ref file and hashed as they arrive,
+//! resumable after a restart, and committed by publishing the file to IPFS and recording
+//! digest → CID in the index. Commit order follows containerd's local store: sync →
+//! check size → check digest → already there? drop the ingest : publish, record, cache.
+use crate::digest::{Digest, Digester};
+use crate::index::{BlobRecord, Committed, IngestRecord, UnixNanos};
+use crate::store::error::{blocking, StoreError};
+use crate::store::labels::validate_labels;
+use crate::store::locks::{Progress, RefGuard};
+use crate::store::Inner;
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::sync::Arc;
+
+/// Longest ref accepted; containerd's are ~100 bytes, BuildKit's a few hundred.
+pub const MAX_REF_BYTES: usize = 4096;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteAction {
+    Stat,
+    Write,
+    Commit,
+}
+
+/// One message of a Write stream, in store terms.
+#[derive(Debug, Clone)]
+pub struct WriteRequest {
+    pub action: WriteAction,
+    pub total: i64,
+    pub expected: Option<Digest>,
+    pub offset: i64,
+    pub data: Bytes,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What every Write response reports.
+#[derive(Debug, Clone)]
+pub struct WriteState {
+    pub offset: u64,
+    pub total: u64,
+    pub digest: Digest,
+    pub started_at: UnixNanos,
+    pub updated_at: UnixNanos,
+}
+
+pub struct Writer {
+    inner: Arc<Inner>,
+    guard: RefGuard,
+    ingest_ref: String,
+    /// File and hasher travel together into blocking tasks and back.
+    io: Option<(File, Digester)>,
+    offset: u64,
+    total: u64,
+    expected: Option<Digest>,
+    started_at: UnixNanos,
+    updated_at: UnixNanos,
+    committed: bool,
+}
+
+pub fn validate_ref(ingest_ref: &str) -> Result<(), StoreError> {
+    if ingest_ref.is_empty() {
+        return Err(StoreError::InvalidArgument(
+            "first message must have a reference".into(),
+        ));
+    }
+    if ingest_ref.len() > MAX_REF_BYTES {
+        return Err(StoreError::InvalidArgument(format!(
+            "ref of {} bytes is longer than {MAX_REF_BYTES}",
+            ingest_ref.len()
+        )));
+    }
+    Ok(())
+}
+
+fn now() -> UnixNanos {
+    UnixNanos::now()
+}
+
+/// Opens (or creates) the ingest file and rehashes what it already holds.
+fn open_ingest_file(
+    inner: &Inner,
+    ingest_ref: &str,
+    algorithm: crate::digest::Algorithm,
+) -> Result<(File, Digester, u64, Option<UnixNanos>), StoreError> {
+    let dir = inner.paths.ingest_dir(ingest_ref);
+    std::fs::create_dir_all(&dir).map_err(StoreError::io(format!("creating {}", dir.display())))?;
+    let path = inner.paths.ingest_data(ingest_ref);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(StoreError::io(format!("opening ingest {ingest_ref}")))?;
+    let mut digester = Digester::new(algorithm);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut offset = 0u64;
+    loop {
+        let n = file
+            .read(&mut buf)
+            .map_err(StoreError::io(format!("rehashing ingest {ingest_ref}")))?;
+        if n == 0 {
+            break;
+        }
+        digester.update(&buf[..n]);
+        offset += n as u64;
+    }
+    file.seek(SeekFrom::End(0))
+        .map_err(StoreError::io(format!("seeking ingest {ingest_ref}")))?;
+    let mtime = file
+        .metadata()
+        .ok()
+        .and_then(|m| m.modified().ok())
+        .map(UnixNanos::from_system_time);
+    Ok((file, digester, offset, mtime))
+}
+
+pub(crate) fn remove_ingest(inner: &Inner, ingest_ref: &str) -> Result<bool, StoreError> {
+    let existed = inner.index.remove_ingest(ingest_ref)?.is_some();
+    let dir = inner.paths.ingest_dir(ingest_ref);
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(StoreError::io(format!("removing {}", dir.display()))(e))
+        }
+        _ => Ok(existed),
+    }
+}
+
+impl Writer {
+    pub(crate) async fn open(
+        inner: Arc<Inner>,
+        ingest_ref: String,
+        total: i64,
+        expected: Option<Digest>,
+    ) -> Result<Writer, StoreError> {
+        validate_ref(&ingest_ref)?;
+        if total < 0 {
+            return Err(StoreError::InvalidArgument(format!(
+                "negative total {total}"
+            )));
+        }
+        if let Some(exp) = &expected {
+            if inner.exists(exp).await? {
+                return Err(StoreError::AlreadyExists(format!("content {exp}")));
+            }
+        }
+        let guard = inner
+            .locks
+            .acquire(
+                &ingest_ref,
+                inner.lock_wait,
+                Progress {
+                    offset: 0,
+                    total: total as u64,
+                    updated_at: now(),
+                },
+            )
+            .await?;
+        let inner2 = inner.clone();
+        let r = ingest_ref.clone();
+        let exp = expected.clone();
+        let (record, file, digester, offset, mtime) = blocking(move || {
+            let existing = inner2.index.ingest(&r)?;
+            let algorithm = exp
+                .as_ref()
+                .map(|d| d.algorithm())
+                .unwrap_or(crate::digest::Algorithm::Sha256);
+            let record = match existing {
+                Some(mut rec) => {
+                    let changed_total = total > 0 && rec.total != total as u64;
+                    if changed_total {
+                        rec.total = total as u64;
+                    }
+                    if exp.is_some() && rec.expected != exp.as_ref().map(|d| d.to_string()) {
+                        rec.expected = exp.as_ref().map(|d| d.to_string());
+                        inner2.index.put_ingest(&rec)?;
+                    } else if changed_total {
+                        inner2.index.put_ingest(&rec)?;
+                    }
+                    rec
+                }
+                None => {
+                    // A directory without a record is debris of an aborted ingest.
+                    let _ = std::fs::remove_dir_all(inner2.paths.ingest_dir(&r));
+                    let t = now();
+                    let rec = IngestRecord {
+                        ingest_ref: r.clone(),
+                        total: total as u64,
+                        expected: exp.as_ref().map(|d| d.to_string()),
+                        started_at: t,
+                        updated_at: t,
+                    };
+                    inner2.index.put_ingest(&rec)?;
+                    rec
+                }
+            };
+            let (file, digester, offset, mtime) = open_ingest_file(&inner2, &r, algorithm)?;
+            Ok((record, file, digester, offset, mtime))
+        })
+        .await?;
+        let updated_at = match mtime {
+            Some(m) if offset > 0 => m.max(record.updated_at),
+            _ => record.updated_at,
+        };
+        let w = Writer {
+            inner,
+            guard,
+            ingest_ref,
+            io: Some((file, digester)),
+            offset,
+            total: record.total,
+            expected: record.expected.as_deref().and_then(|d| d.parse().ok()),
+            started_at: record.started_at,
+            updated_at,
+            committed: false,
+        };
+        w.report();
+        Ok(w)
+    }
+
+    fn report(&self) {
+        self.guard.report(Progress {
+            offset: self.offset,
+            total: self.total,
+            updated_at: self.updated_at,
+        });
+    }
+
+    pub fn state(&self) -> WriteState {
+        WriteState {
+            offset: self.offset,
+            total: self.total,
+            digest: self.digest(),
+            started_at: self.started_at,
+            updated_at: self.updated_at,
+        }
+    }
+
+    fn digest(&self) -> Digest {
+        match &self.io {
+            Some((_, d)) => d.digest(),
+            None => Digest::of_empty(),
+        }
+    }
+
+    /// Applies one Write message with containerd's semantics.
+    pub async fn handle(&mut self, req: WriteRequest) -> Result<WriteState, StoreError> {
+        if self.committed {
+            return Err(StoreError::FailedPrecondition(format!(
+                "ref {} was already committed",
+                self.ingest_ref
+            )));
+        }
+        if let Some(exp) = req.expected {
+            if self.inner.exists(&exp).await? {
+                let inner = self.inner.clone();
+                let r = self.ingest_ref.clone();
+                blocking(move || remove_ingest(&inner, &r)).await?;
+                self.committed = true;
+                return Err(StoreError::AlreadyExists(format!(
+                    "blob with expected digest {exp}"
+                )));
+            }
+            self.expected = Some(exp);
+        }
+        if req.total < 0 {
+            return Err(StoreError::InvalidArgument(format!(
+                "negative total {}",
+                req.total
+            )));
+        }
+        if req.total > 0 {
+            self.total = req.total as u64;
+        }
+        if req.action != WriteAction::Stat {
+            if req.offset < 0 {
+                return Err(StoreError::InvalidArgument(format!(
+                    "negative offset {}",
+                    req.offset
+                )));
+            }
+            let offset = req.offset as u64;
+            if offset > 0 && offset != self.offset {
+                return Err(StoreError::OutOfRange(format!(
+                    "write @{offset} must occur at current offset {}",
+                    self.offset
+                )));
+            }
+            if offset == 0 && self.offset > 0 {
+                self.truncate().await?;
+            }
+            if !req.data.is_empty() {
+                self.append(req.data).await?;
+            }
+            if req.action == WriteAction::Commit {
+                self.commit(req.labels).await?;
+            }
+        }
+        self.report();
+        Ok(self.state())
+    }
+
+    async fn with_io<T: Send + 'static>(
+        &mut self,
+        f: impl FnOnce(&mut File, &mut Digester) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let (mut file, mut digester) = self.io.take().ok_or_else(|| {
+            StoreError::FailedPrecondition(format!("ingest {} is closed", self.ingest_ref))
+        })?;
+        let (file, digester, out) = blocking(move || {
+            let out = f(&mut file, &mut digester)?;
+            Ok((file, digester, out))
+        })
+        .await?;
+        self.io = Some((file, digester));
+        Ok(out)
+    }
+
+    async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
+        let n = data.len() as u64;
+        let r = self.ingest_ref.clone();
+        self.with_io(move |file, digester| {
+            file.write_all(&data)
+                .map_err(StoreError::io(format!("writing ingest {r}")))?;
+            digester.update(&data);
+            Ok(())
+        })
+        .await?;
+        self.offset += n;
+        self.updated_at = now();
+        Ok(())
+    }
+
+    async fn truncate(&mut self) -> Result<(), StoreError> {
+        let r = self.ingest_ref.clone();
+        self.with_io(move |file, digester| {
+            file.set_len(0)
+                .and_then(|_| file.seek(SeekFrom::Start(0)))
+                .map_err(StoreError::io(format!("truncating ingest {r}")))?;
+            *digester = Digester::new(digester.algorithm());
+            Ok(())
+        })
+        .await?;
+        self.offset = 0;
+        self.updated_at = now();
+        Ok(())
+    }
+
+    async fn commit(&mut self, labels: BTreeMap<String, String>) -> Result<(), StoreError> {
+        validate_labels(&labels)?;
+        let r = self.ingest_ref.clone();
+        self.with_io(move |file, _| {
+            file.sync_all()
+                .map_err(StoreError::io(format!("syncing ingest {r}")))
+        })
+        .await?;
+        if self.total > 0 && self.total != self.offset {
+            return Err(StoreError::FailedPrecondition(format!(
+                "unexpected commit size {}, expected {}",
+                self.offset, self.total
+            )));
+        }
+        let actual = self.digest();
+        if let Some(exp) = &self.expected {
+            if *exp != actual {
+                return Err(StoreError::FailedPrecondition(format!(
+                    "unexpected commit digest {actual}, expected {exp}"
+                )));
+            }
+        }
+        if self.inner.exists(&actual).await? {
+            self.drop_ingest().await?;
+            return Err(StoreError::AlreadyExists(format!("content {actual}")));
+        }
+        let data_path = self.inner.paths.ingest_data(&self.ingest_ref);
+        let added = self
+            .inner
+            .kubo
+            .add_file(&data_path, self.offset, &self.inner.import)
+            .await
+            .map_err(StoreError::ipfs(format!("publishing {actual} to ipfs")))?;
+        let t = now();
+        let record = BlobRecord {
+            digest: actual.to_string(),
+            cid: added.cid,
+            size: self.offset,
+            labels,
+            created_at: t,
+            updated_at: t,
+        };
+        let inner = self.inner.clone();
+        let r = self.ingest_ref.clone();
+        let size = self.offset;
+        let d = actual.clone();
+        // The file handle is closed before the rename below moves the file into the cache.
+        self.io = None;
+        let outcome = blocking(move || {
+            let outcome = inner.index.commit_blob(&record, Some(&r))?;
+            if outcome == Committed::Inserted {
+                if let Err(e) = inner.cache.adopt(&d, inner.paths.ingest_data(&r), size) {
+                    tracing::warn!(digest = %d, error = %e, "committed blob not cached; reads will use ipfs");
+                }
+            }
+            remove_ingest(&inner, &r)?;
+            Ok(outcome)
+        })
+        .await?;
+        self.committed = true;
+        self.updated_at = t;
+        if outcome == Committed::AlreadyExists {
+            return Err(StoreError::AlreadyExists(format!("content {actual}")));
+        }
+        tracing::info!(digest = %actual, size, "committed");
+        Ok(())
+    }
+
+    async fn drop_ingest(&mut self) -> Result<(), StoreError> {
+        self.io = None;
+        self.committed = true;
+        let inner = self.inner.clone();
+        let r = self.ingest_ref.clone();
+        blocking(move || remove_ingest(&inner, &r)).await?;
+        Ok(())
+    }
+}
