@@ -1,11 +1,15 @@
-//! Generates containerd's content service types (client and server) from proto/.
+//! Generates containerd's content service and ipcs's admin service (client and server)
+//! from proto/.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .compile_protos(
-            &["proto/containerd/services/content/v1/content.proto"],
+            &[
+                "proto/containerd/services/content/v1/content.proto",
+                "proto/ipcs/admin/v1/admin.proto",
+            ],
             &["proto"],
         )?;
     Ok(())

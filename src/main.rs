@@ -1,7 +1,9 @@
 //! The `ipcs` command line.
 use clap::{Parser, Subcommand};
 use ipcs::config::{Config, Overrides};
-use ipcs::server;
+use ipcs::server::proto::admin::admin_client::AdminClient;
+use ipcs::server::proto::admin::{BlobsRequest, StatsRequest};
+use ipcs::server::{self, client};
 use ipcs::store::ContentStore;
 use std::process::ExitCode;
 
@@ -20,6 +22,20 @@ struct Cli {
 enum Command {
     /// Serve containerd's content API on a unix socket.
     Serve(Overrides),
+    /// Print every committed blob as `digest cid size`.
+    Blobs(ClientArgs),
+    /// Print the store's totals and whether its Kubo node answers.
+    Status(ClientArgs),
+}
+
+#[derive(clap::Args)]
+struct ClientArgs {
+    /// Socket of a running `ipcs serve`.
+    #[arg(long, env = "IPCS_SOCKET", default_value = "/run/ipcs/ipcs.sock")]
+    socket: std::path::PathBuf,
+    /// containerd filter strings (e.g. 'labels."containerd.io/gc.root"'), OR'ed.
+    #[arg(long = "filter")]
+    filters: Vec<String>,
 }
 
 fn init_logging() {
@@ -58,12 +74,62 @@ async fn serve(o: Overrides) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+async fn admin_client(
+    socket: &std::path::Path,
+) -> Result<AdminClient<tonic::transport::Channel>, String> {
+    let channel = client::connect(socket)
+        .await
+        .map_err(|e| format!("cannot reach ipcs at {}: {e}", socket.display()))?;
+    Ok(AdminClient::new(channel))
+}
+
+async fn blobs(a: ClientArgs) -> Result<(), String> {
+    let mut c = admin_client(&a.socket).await?;
+    let mut stream = c
+        .blobs(BlobsRequest { filters: a.filters })
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    while let Some(batch) = stream
+        .message()
+        .await
+        .map_err(|s| s.message().to_string())?
+    {
+        for b in batch.blobs {
+            println!("{} {} {}", b.digest, b.cid, b.size);
+        }
+    }
+    Ok(())
+}
+
+async fn status(a: ClientArgs) -> Result<(), String> {
+    let mut c = admin_client(&a.socket).await?;
+    let s = c
+        .stats(StatsRequest {})
+        .await
+        .map_err(|s| s.message().to_string())?
+        .into_inner();
+    println!("socket:      {}", a.socket.display());
+    println!("blobs:       {} ({} bytes)", s.blobs, s.blob_bytes);
+    println!("ingests:     {}", s.ingests);
+    println!("cache:       {} bytes", s.cache_bytes);
+    if s.kubo_error.is_empty() {
+        println!("kubo:        {} (version {})", s.kubo_api, s.kubo_version);
+        Ok(())
+    } else {
+        println!("kubo:        {} UNREACHABLE: {}", s.kubo_api, s.kubo_error);
+        Err("kubo is unreachable".into())
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Serve(o) => serve(o).await,
+        Command::Blobs(a) => blobs(a).await,
+        Command::Status(a) => status(a).await,
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -1,5 +1,7 @@
 //! The unix socket: created with mode 0660 in a directory that is not world-writable,
 //! replacing a stale socket left by a crash but never any other file.
+use crate::server::admin::AdminService;
+use crate::server::proto::admin::admin_server::AdminServer;
 use crate::server::proto::content_server::ContentServer;
 use crate::server::ContentService;
 use crate::store::ContentStore;
@@ -56,18 +58,19 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, ListenError> {
     Ok(listener)
 }
 
-/// Serves the content API on `listener` until `shutdown` completes.
+/// Serves the content and admin APIs on `listener` until `shutdown` completes.
 pub async fn serve(
     store: ContentStore,
     listener: UnixListener,
     max_message_bytes: usize,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<(), ListenError> {
-    let svc = ContentServer::new(ContentService::new(store))
+    let content = ContentServer::new(ContentService::new(store.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     tonic::transport::Server::builder()
-        .add_service(svc)
+        .add_service(content)
+        .add_service(AdminServer::new(AdminService::new(store)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

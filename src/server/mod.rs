@@ -1,6 +1,9 @@
-//! The gRPC face of ipcs: containerd.services.content.v1.Content over a unix socket.
+//! The gRPC face of ipcs: containerd.services.content.v1.Content (and ipcs's own admin
+//! service) over a unix socket.
 //! Handlers are thin: convert, call the store, convert back; errors become codes in
 //! `status::to_status` only.
+mod admin;
+pub mod client;
 mod convert;
 mod listen;
 pub mod proto;

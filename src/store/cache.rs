@@ -114,7 +114,6 @@ impl BlobCache {
         }
     }
 
-    #[cfg(test)]
     pub fn bytes(&self) -> u64 {
         self.state.lock().expect("cache state").total
     }

@@ -41,6 +41,15 @@ pub struct IngestStatus {
     pub updated_at: UnixNanos,
 }
 
+/// Totals for `ipcs status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StoreStats {
+    pub blobs: u64,
+    pub blob_bytes: u64,
+    pub ingests: u64,
+    pub cache_bytes: u64,
+}
+
 /// How many records a List response carries at most.
 const LIST_BATCH: usize = 256;
 
@@ -157,6 +166,24 @@ impl ContentStore {
 
     pub fn kubo(&self) -> &KuboClient {
         &self.inner.kubo
+    }
+
+    pub async fn stats(&self) -> Result<StoreStats, StoreError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let mut stats = StoreStats {
+                ingests: inner.index.ingests()?.len() as u64,
+                cache_bytes: inner.cache.bytes(),
+                ..Default::default()
+            };
+            inner.index.for_each_blob(|rec| {
+                stats.blobs += 1;
+                stats.blob_bytes += rec.size;
+                true
+            })?;
+            Ok(stats)
+        })
+        .await
     }
 
     pub async fn info(&self, d: &Digest) -> Result<Info, StoreError> {

@@ -10,8 +10,11 @@ use std::sync::Arc;
 
 const CHUNK: u64 = 1 << 20;
 
+/// A chunk of a blob and the offset it starts at.
+pub type Chunk = Result<(u64, Bytes), StoreError>;
+
 pub struct BlobStream {
-    inner: Pin<Box<dyn Stream<Item = Result<(u64, Bytes), StoreError>> + Send>>,
+    inner: Pin<Box<dyn Stream<Item = Chunk> + Send>>,
 }
 
 impl BlobStream {
@@ -45,7 +48,7 @@ impl BlobStream {
 }
 
 impl Stream for BlobStream {
-    type Item = Result<(u64, Bytes), StoreError>;
+    type Item = Chunk;
 
     fn poll_next(
         mut self: Pin<&mut Self>,

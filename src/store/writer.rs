@@ -56,7 +56,10 @@ pub struct Writer {
     expected: Option<Digest>,
     started_at: UnixNanos,
     updated_at: UnixNanos,
+    /// Set once committed (or dropped as a duplicate): no further message is accepted.
     committed: bool,
+    /// The digest of everything written, kept after commit closes the file.
+    final_digest: Option<Digest>,
 }
 
 pub fn validate_ref(ingest_ref: &str) -> Result<(), StoreError> {
@@ -215,6 +218,7 @@ impl Writer {
             started_at: record.started_at,
             updated_at,
             committed: false,
+            final_digest: None,
         };
         w.report();
         Ok(w)
@@ -239,9 +243,10 @@ impl Writer {
     }
 
     fn digest(&self) -> Digest {
-        match &self.io {
-            Some((_, d)) => d.digest(),
-            None => Digest::of_empty(),
+        match (&self.final_digest, &self.io) {
+            (Some(d), _) => d.clone(),
+            (None, Some((_, d))) => d.digest(),
+            (None, None) => Digest::of_empty(),
         }
     }
 
@@ -395,6 +400,7 @@ impl Writer {
         let size = self.offset;
         let d = actual.clone();
         // The file handle is closed before the rename below moves the file into the cache.
+        self.final_digest = Some(actual.clone());
         self.io = None;
         let outcome = blocking(move || {
             let outcome = inner.index.commit_blob(&record, Some(&r))?;

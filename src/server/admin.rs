@@ -1,0 +1,68 @@
+//! ipcs's admin service: digest → CID listings and store statistics for the CLI.
+use crate::server::proto::admin::{self, admin_server::Admin};
+use crate::server::status::to_status;
+use crate::store::ContentStore;
+use futures::{Stream, StreamExt};
+use std::pin::Pin;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+pub struct AdminService {
+    store: ContentStore,
+}
+
+impl AdminService {
+    pub fn new(store: ContentStore) -> AdminService {
+        AdminService { store }
+    }
+}
+
+#[tonic::async_trait]
+impl Admin for AdminService {
+    type BlobsStream = Pin<Box<dyn Stream<Item = Result<admin::BlobsResponse, Status>> + Send>>;
+
+    async fn blobs(
+        &self,
+        req: Request<admin::BlobsRequest>,
+    ) -> Result<Response<Self::BlobsStream>, Status> {
+        let rx = self
+            .store
+            .list(&req.into_inner().filters)
+            .map_err(to_status)?;
+        let stream = ReceiverStream::new(rx).map(|batch| {
+            batch
+                .map(|recs| admin::BlobsResponse {
+                    blobs: recs
+                        .into_iter()
+                        .map(|r| admin::Blob {
+                            digest: r.digest,
+                            cid: r.cid,
+                            size: r.size as i64,
+                        })
+                        .collect(),
+                })
+                .map_err(to_status)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn stats(
+        &self,
+        _req: Request<admin::StatsRequest>,
+    ) -> Result<Response<admin::StatsResponse>, Status> {
+        let s = self.store.stats().await.map_err(to_status)?;
+        let (kubo_version, kubo_error) = match self.store.kubo().version().await {
+            Ok(v) => (v, String::new()),
+            Err(e) => (String::new(), e.to_string()),
+        };
+        Ok(Response::new(admin::StatsResponse {
+            blobs: s.blobs,
+            blob_bytes: s.blob_bytes,
+            ingests: s.ingests,
+            cache_bytes: s.cache_bytes,
+            kubo_api: self.store.kubo().address().to_string(),
+            kubo_version,
+            kubo_error,
+        }))
+    }
+}
