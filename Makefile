@@ -1,0 +1,53 @@
+# ipcs — every target installs what it needs first, idempotently, on a fresh Debian 12.
+# Quick start:  make demo   (pull an image through containerd into IPFS and show it)
+#               make test   (set up and run every test)
+SHELL := /bin/bash
+IPCS_TOOLS ?= $(HOME)/.cache/ipcs-tools
+export IPCS_TOOLS
+export PATH := $(HOME)/.cargo/bin:$(PATH)
+
+.PHONY: setup setup-system setup-kubo setup-containerd build lint test test-unit \
+        test-conformance test-e2e demo bench clean
+
+setup: setup-system setup-kubo setup-containerd build
+
+setup-system:
+	@bash scripts/install-system-deps.sh
+
+setup-kubo: setup-system
+	@bash scripts/install-kubo.sh
+
+setup-containerd: setup-system
+	@bash scripts/install-containerd2.sh
+	@bash scripts/install-nerdctl.sh
+
+build: setup-system
+	cargo build --release --locked
+
+lint: setup-system
+	cargo fmt --check
+	cargo clippy --release --locked --all-targets -- -D warnings
+
+# Unit tests and the Rust integration suite against a real (offline) Kubo node.
+test-unit: setup-kubo build
+	integration/with-kubo.sh cargo test --release --locked --no-fail-fast
+
+# containerd 1.6.20's own content-store conformance suite against `ipcs serve`.
+test-conformance: setup-kubo build
+	bash integration/run-conformance.sh
+
+# ctr and nerdctl pulls through containerd 1.6 and 2.x with ipcs as the content store.
+test-e2e: setup build
+	bash integration/e2e.sh 1.6
+	bash integration/e2e.sh 2
+
+test: setup lint
+	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-conformance
+	@$(MAKE) --no-print-directory test-e2e
+
+demo: setup
+	bash integration/demo.sh
+
+clean:
+	cargo clean
