@@ -84,6 +84,15 @@ pub struct Overrides {
     /// Upper bound of the local blob cache in bytes.
     #[arg(long, env = "IPCS_CACHE_MAX_BYTES")]
     pub cache_max_bytes: Option<u64>,
+    /// UnixFS chunk size of imported blobs (changes their CIDs).
+    #[arg(long, env = "IPCS_IMPORT_CHUNK_SIZE")]
+    pub import_chunk_size: Option<u32>,
+    /// CID version of imported blobs, 0 or 1 (changes their CIDs).
+    #[arg(long, env = "IPCS_IMPORT_CID_VERSION")]
+    pub import_cid_version: Option<u8>,
+    /// Raw leaf blocks for imported blobs (changes their CIDs).
+    #[arg(long, env = "IPCS_IMPORT_RAW_LEAVES")]
+    pub import_raw_leaves: Option<bool>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +132,15 @@ impl Config {
         if let Some(v) = o.cache_max_bytes {
             c.cache_max_bytes = v;
         }
+        if let Some(v) = o.import_chunk_size {
+            c.import.chunk_size = v;
+        }
+        if let Some(v) = o.import_cid_version {
+            c.import.cid_version = v;
+        }
+        if let Some(v) = o.import_raw_leaves {
+            c.import.raw_leaves = v;
+        }
         c.validate()?;
         Ok(c)
     }
@@ -145,6 +163,9 @@ impl Config {
                 "kubo_api {:?} must be an http:// or https:// URL",
                 self.kubo_api
             ));
+        }
+        if self.import.cid_version == 0 && self.import.raw_leaves {
+            return bad("import.raw_leaves needs import.cid_version = 1".into());
         }
         if self.import.cid_version > 1 {
             return bad(format!(
@@ -190,7 +211,7 @@ mod tests {
         )
         .unwrap();
         let o = Overrides {
-            config: Some(path),
+            config: Some(path.clone()),
             kubo_api: Some("http://127.0.0.1:2".into()),
             ..Default::default()
         };
@@ -198,6 +219,12 @@ mod tests {
         assert_eq!(c.socket, PathBuf::from("/tmp/a.sock"));
         assert_eq!(c.kubo_api, "http://127.0.0.1:2");
         assert_eq!(c.import.chunk_size, 1024);
+        let o = Overrides {
+            config: Some(path),
+            import_chunk_size: Some(4096),
+            ..Default::default()
+        };
+        assert_eq!(Config::load(&o).unwrap().import.chunk_size, 4096);
         assert!(c.import.raw_leaves);
     }
 
