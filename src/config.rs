@@ -44,6 +44,17 @@ pub struct Config {
     pub max_message_bytes: usize,
     /// Upper bound of the local blob cache that serves Reads without Kubo round trips.
     pub cache_max_bytes: u64,
+    /// IPFS Cluster REST API shared by the nodes; none means this node works alone.
+    pub cluster_api: Option<String>,
+    /// Replication factor of the blobs this node publishes (-1: every cluster peer).
+    pub cluster_replication: i32,
+    /// How often the local mirror of the cluster pinset is refreshed.
+    pub cluster_refresh_secs: u64,
+    /// How long a blob known from peers may take to arrive before containerd is told
+    /// NOT_FOUND, so that it downloads from the registry instead.
+    pub peer_fetch_deadline_secs: u64,
+    /// Address of the registry mirror for containerd's hosts.toml (none: disabled).
+    pub mirror_listen: Option<String>,
     pub import: ImportOptions,
 }
 
@@ -58,6 +69,11 @@ impl Default for Config {
             lock_wait_ms: 1000,
             max_message_bytes: 32 << 20,
             cache_max_bytes: 8 << 30,
+            cluster_api: None,
+            cluster_replication: -1,
+            cluster_refresh_secs: 5,
+            peer_fetch_deadline_secs: 120,
+            mirror_listen: None,
             import: ImportOptions::default(),
         }
     }
@@ -84,6 +100,18 @@ pub struct Overrides {
     /// Upper bound of the local blob cache in bytes.
     #[arg(long, env = "IPCS_CACHE_MAX_BYTES")]
     pub cache_max_bytes: Option<u64>,
+    /// IPFS Cluster REST API, e.g. http://127.0.0.1:9094.
+    #[arg(long, env = "IPCS_CLUSTER_API")]
+    pub cluster_api: Option<String>,
+    /// Replication factor of published blobs (-1: every cluster peer).
+    #[arg(long, env = "IPCS_CLUSTER_REPLICATION", allow_hyphen_values = true)]
+    pub cluster_replication: Option<i32>,
+    /// Seconds a blob known from peers may take before falling back to the registry.
+    #[arg(long, env = "IPCS_PEER_FETCH_DEADLINE_SECS")]
+    pub peer_fetch_deadline_secs: Option<u64>,
+    /// Serve a registry mirror for containerd's hosts.toml on this loopback address.
+    #[arg(long, env = "IPCS_MIRROR_LISTEN")]
+    pub mirror_listen: Option<String>,
     /// UnixFS chunk size of imported blobs (changes their CIDs).
     #[arg(long, env = "IPCS_IMPORT_CHUNK_SIZE")]
     pub import_chunk_size: Option<u32>,
@@ -132,6 +160,18 @@ impl Config {
         if let Some(v) = o.cache_max_bytes {
             c.cache_max_bytes = v;
         }
+        if let Some(v) = &o.cluster_api {
+            c.cluster_api = Some(v.clone());
+        }
+        if let Some(v) = o.cluster_replication {
+            c.cluster_replication = v;
+        }
+        if let Some(v) = o.peer_fetch_deadline_secs {
+            c.peer_fetch_deadline_secs = v;
+        }
+        if let Some(v) = &o.mirror_listen {
+            c.mirror_listen = Some(v.clone());
+        }
         if let Some(v) = o.import_chunk_size {
             c.import.chunk_size = v;
         }
@@ -164,6 +204,26 @@ impl Config {
                 self.kubo_api
             ));
         }
+        if let Some(api) = &self.cluster_api {
+            if !(api.starts_with("http://") || api.starts_with("https://")) {
+                return bad(format!(
+                    "cluster_api {api:?} must be an http:// or https:// URL"
+                ));
+            }
+        }
+        if self.cluster_replication == 0 || self.cluster_replication < -1 {
+            return bad("cluster_replication must be -1 (every peer) or at least 1".into());
+        }
+        if self.cluster_refresh_secs == 0 || self.peer_fetch_deadline_secs == 0 {
+            return bad("cluster_refresh_secs and peer_fetch_deadline_secs must be > 0".into());
+        }
+        if let Some(addr) = &self.mirror_listen {
+            match addr.parse::<std::net::SocketAddr>() {
+                Ok(a) if a.ip().is_loopback() => {}
+                Ok(_) => return bad(format!("mirror_listen {addr} is not a loopback address")),
+                Err(e) => return bad(format!("mirror_listen {addr:?}: {e}")),
+            }
+        }
         if self.import.cid_version == 0 && self.import.raw_leaves {
             return bad("import.raw_leaves needs import.cid_version = 1".into());
         }
@@ -190,6 +250,14 @@ impl Config {
 
     pub fn kubo_timeout(&self) -> Duration {
         Duration::from_secs(self.kubo_timeout_secs)
+    }
+
+    pub fn peer_fetch_deadline(&self) -> Duration {
+        Duration::from_secs(self.peer_fetch_deadline_secs)
+    }
+
+    pub fn cluster_refresh(&self) -> Duration {
+        Duration::from_secs(self.cluster_refresh_secs)
     }
 
     pub fn lock_wait(&self) -> Duration {

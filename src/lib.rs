@@ -1,10 +1,13 @@
 //! ipcs: a containerd content store that keeps every blob in IPFS.
 //!
-//! Layering: `server` → `store` → {`index`, `ipfs`}; `digest` and `config` are leaves.
+//! Layering: `server`, `mirror` → `store` → {`index`, `ipfs`, `resolve`}; `digest` and
+//! `config` are leaves.
 //! Nothing imports upward, and only `server` touches generated protobuf types.
 pub mod config;
 pub mod digest;
 pub mod index;
 pub mod ipfs;
+pub mod mirror;
+pub mod resolve;
 pub mod server;
 pub mod store;

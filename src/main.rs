@@ -68,6 +68,14 @@ async fn serve(o: Overrides) -> Result<(), String> {
         // Not fatal: ipcs starts and answers with clear errors until Kubo is back.
         Err(e) => tracing::warn!(error = %e, "kubo not reachable yet"),
     }
+    if let Some(addr) = &config.mirror_listen {
+        let addr = addr
+            .parse()
+            .map_err(|e| format!("mirror_listen {addr}: {e}"))?;
+        ipcs::mirror::serve(store.clone(), addr)
+            .await
+            .map_err(|e| format!("registry mirror on {addr}: {e}"))?;
+    }
     let listener = server::bind_socket(&config.socket).map_err(|e| e.to_string())?;
     tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), "serving containerd content API");
     server::serve(store, listener, config.max_message_bytes, shutdown_signal())

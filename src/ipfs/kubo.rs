@@ -205,6 +205,16 @@ impl KuboClient {
             .file_name("blob")
             .mime_str("application/octet-stream")
             .expect("static mime type parses");
+        self.add_part(part, size, opts).await
+    }
+
+    async fn add_part(
+        &self,
+        part: reqwest::multipart::Part,
+        size: u64,
+        opts: &ImportOptions,
+    ) -> Result<AddedBlob, KuboError> {
+        let op = "add";
         let form = reqwest::multipart::Form::new().part("file", part);
         let query = [
             ("cid-version", opts.cid_version.to_string()),
@@ -230,6 +240,17 @@ impl KuboClient {
                 message: format!("no CID in response {:?}", text.trim()),
             })?;
         Ok(AddedBlob { cid, size })
+    }
+
+    /// Imports a small in-memory object (e.g. a tag record) with the same options.
+    pub async fn add_bytes(
+        &self,
+        data: Vec<u8>,
+        opts: &ImportOptions,
+    ) -> Result<AddedBlob, KuboError> {
+        let size = data.len() as u64;
+        let part = reqwest::multipart::Part::bytes(data).file_name("record");
+        self.add_part(part, size, opts).await
     }
 
     /// Streams `length` bytes of the DAG at `cid` starting at `offset`.

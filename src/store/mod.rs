@@ -6,6 +6,8 @@ pub mod filter;
 mod labels;
 mod locks;
 mod paths;
+mod peers;
+mod publish;
 mod reader;
 mod writer;
 
@@ -18,14 +20,17 @@ use crate::config::{Config, ImportOptions};
 use crate::digest::Digest;
 use crate::index::{BlobRecord, Index, UnixNanos};
 use crate::ipfs::KuboClient;
+use crate::resolve::cluster::ClusterClient;
+use crate::resolve::Resolver;
 use cache::BlobCache;
 use error::blocking;
 use filter::{Fields, Filter};
 use locks::RefLocks;
 use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// A committed blob as containerd sees it, plus its CID.
 pub type Info = BlobRecord;
@@ -61,6 +66,12 @@ pub(crate) struct Inner {
     locks: Arc<RefLocks>,
     lock_wait: Duration,
     import: ImportOptions,
+    resolver: Arc<Resolver>,
+    cluster: Option<ClusterClient>,
+    peer_deadline: Duration,
+    /// Set when some local blob may be missing from the cluster pinset.
+    unpublished: AtomicBool,
+    publish_now: Notify,
 }
 
 impl Inner {
@@ -151,17 +162,28 @@ impl ContentStore {
             Ok((index, cache))
         })
         .await?;
-        Ok(ContentStore {
-            inner: Arc::new(Inner {
-                paths,
-                index,
-                kubo,
-                cache,
-                locks: Arc::new(RefLocks::default()),
-                lock_wait: config.lock_wait(),
-                import: config.import.clone(),
-            }),
-        })
+        let cluster = config
+            .cluster_api
+            .as_ref()
+            .map(|api| ClusterClient::new(api, config.kubo_timeout(), config.cluster_replication));
+        let inner = Arc::new(Inner {
+            paths,
+            index,
+            kubo,
+            cache,
+            locks: Arc::new(RefLocks::default()),
+            lock_wait: config.lock_wait(),
+            import: config.import.clone(),
+            resolver: Arc::new(Resolver::default()),
+            cluster: cluster.clone(),
+            peer_deadline: config.peer_fetch_deadline(),
+            unpublished: AtomicBool::new(true),
+            publish_now: Notify::new(),
+        });
+        if let Some(cluster) = cluster {
+            publish::spawn(inner.clone(), cluster, config.cluster_refresh());
+        }
+        Ok(ContentStore { inner })
     }
 
     pub fn kubo(&self) -> &KuboClient {
@@ -186,8 +208,13 @@ impl ContentStore {
         .await
     }
 
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.inner.resolver
+    }
+
+    /// A blob's info; a blob only peers have is fetched, verified and adopted first.
     pub async fn info(&self, d: &Digest) -> Result<Info, StoreError> {
-        self.inner.record(d).await
+        self.inner.record_or_adopt(d).await
     }
 
     pub async fn update(
@@ -283,7 +310,7 @@ impl ContentStore {
                 "negative offset {offset}"
             )));
         }
-        let rec = self.inner.record(d).await?;
+        let rec = self.inner.record_or_adopt(d).await?;
         let offset = offset as u64;
         if offset > rec.size {
             return Err(StoreError::OutOfRange(format!(

@@ -419,6 +419,11 @@ impl Writer {
             return Err(StoreError::AlreadyExists(format!("content {actual}")));
         }
         tracing::info!(digest = %actual, size, "committed");
+        self.inner
+            .unpublished
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.inner.publish_now.notify_one();
+        self.inner.learn_if_manifest(&actual, size).await;
         Ok(())
     }
 

@@ -1,0 +1,211 @@
+//! The mirror's HTTP routes: `/v2/`, manifests by tag or digest, blobs by digest.
+use crate::digest::Digest;
+use crate::mirror::Mirror;
+use crate::store::StoreError;
+use bytes::Bytes;
+use futures::StreamExt;
+use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use hyper::{Method, Request, Response, StatusCode};
+
+type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+
+const MAX_MANIFEST: u64 = 4 << 20;
+const DEFAULT_MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
+
+fn empty(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(
+        Full::new(Bytes::new())
+            .map_err(|e| match e {})
+            .boxed_unsync(),
+    );
+    *r.status_mut() = status;
+    r
+}
+
+fn bytes_response(head: bool, media_type: &str, digest: &str, body: Bytes) -> Response<Body> {
+    let len = body.len();
+    let body = if head { Bytes::new() } else { body };
+    Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", media_type)
+        .header("Docker-Content-Digest", digest)
+        .header("Content-Length", len)
+        .body(Full::new(body).map_err(|e| match e {}).boxed_unsync())
+        .expect("valid response")
+}
+
+fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
+    req.uri().query()?.split('&').find_map(|kv| {
+        let (k, v) = kv.split_once('=')?;
+        (k == key).then(|| v.replace("%3A", ":").replace("%3a", ":"))
+    })
+}
+
+/// Splits `/v2/<name>/<kind>/<reference>`.
+fn parse_path(path: &str) -> Option<(&str, &str, &str)> {
+    let rest = path.strip_prefix("/v2/")?;
+    for kind in ["manifests", "blobs"] {
+        if let Some(i) = rest.rfind(&format!("/{kind}/")) {
+            let name = &rest[..i];
+            let reference = &rest[i + kind.len() + 2..];
+            if !name.is_empty() && !reference.is_empty() && !reference.contains('/') {
+                return Some((name, kind, reference));
+            }
+        }
+    }
+    None
+}
+
+pub async fn handle(m: &Mirror, req: Request<Incoming>) -> Response<Body> {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        return empty(StatusCode::METHOD_NOT_ALLOWED);
+    }
+    let head = req.method() == Method::HEAD;
+    let path = req.uri().path().to_string();
+    if path == "/v2/" || path == "/v2" {
+        return bytes_response(head, "application/json", "", Bytes::from_static(b"{}"));
+    }
+    let Some((name, kind, reference)) = parse_path(&path) else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    let ns = query_param(&req, "ns").unwrap_or_default();
+    match (kind, reference.parse::<Digest>()) {
+        ("blobs", Ok(d)) => blob(m, head, &d).await,
+        ("manifests", Ok(d)) => manifest_by_digest(m, head, &d, None).await,
+        ("manifests", Err(_)) => manifest_by_tag(m, head, &ns, name, reference).await,
+        _ => empty(StatusCode::NOT_FOUND),
+    }
+}
+
+fn not_found_or_error(what: &str, e: StoreError) -> Response<Body> {
+    if !matches!(e, StoreError::NotFound(_)) {
+        tracing::warn!(error = %e, "mirror: {what}");
+    }
+    empty(StatusCode::NOT_FOUND)
+}
+
+async fn blob(m: &Mirror, head: bool, d: &Digest) -> Response<Body> {
+    let info = match m.store.info(d).await {
+        Ok(i) => i,
+        Err(e) => return not_found_or_error("blob", e),
+    };
+    let builder = Response::builder()
+        .status(StatusCode::OK)
+        .header("Content-Type", "application/octet-stream")
+        .header("Docker-Content-Digest", d.to_string())
+        .header("Content-Length", info.size);
+    if head {
+        return builder
+            .body(
+                Full::new(Bytes::new())
+                    .map_err(|e| match e {})
+                    .boxed_unsync(),
+            )
+            .expect("valid response");
+    }
+    match m.store.read(d, 0, 0).await {
+        Ok(stream) => {
+            let frames = stream.map(|c| {
+                c.map(|(_, data)| Frame::data(data))
+                    .map_err(|e| std::io::Error::other(e.to_string()))
+            });
+            builder
+                .body(BodyExt::boxed_unsync(StreamBody::new(frames)))
+                .expect("valid response")
+        }
+        Err(e) => not_found_or_error("blob read", e),
+    }
+}
+
+async fn manifest_by_digest(
+    m: &Mirror,
+    head: bool,
+    d: &Digest,
+    media_type: Option<&str>,
+) -> Response<Body> {
+    let info = match m.store.info(d).await {
+        Ok(i) if i.size <= MAX_MANIFEST => i,
+        Ok(_) => return empty(StatusCode::NOT_FOUND),
+        Err(e) => return not_found_or_error("manifest", e),
+    };
+    let mut body = Vec::with_capacity(info.size as usize);
+    match m.store.read(d, 0, 0).await {
+        Ok(mut s) => {
+            while let Some(chunk) = s.next().await {
+                match chunk {
+                    Ok((_, data)) => body.extend_from_slice(&data),
+                    Err(e) => return not_found_or_error("manifest read", e),
+                }
+            }
+        }
+        Err(e) => return not_found_or_error("manifest read", e),
+    }
+    let declared = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|t| t.as_str())
+                .map(String::from)
+        });
+    let media_type = declared
+        .or(media_type.map(String::from))
+        .unwrap_or_else(|| DEFAULT_MANIFEST_TYPE.to_string());
+    bytes_response(head, &media_type, &d.to_string(), Bytes::from(body))
+}
+
+async fn manifest_by_tag(
+    m: &Mirror,
+    head: bool,
+    ns: &str,
+    name: &str,
+    tag: &str,
+) -> Response<Body> {
+    let reference = format!("{ns}/{name}:{tag}");
+    match m.upstream.resolve(ns, name, tag).await {
+        Ok(ans) => {
+            let store = m.store.clone();
+            let (r, digest, media_type, body) = (
+                reference.clone(),
+                ans.digest.clone(),
+                ans.media_type.clone(),
+                ans.body.clone(),
+            );
+            tokio::spawn(async move { store.publish_tag(&r, &digest, &media_type, body).await });
+            bytes_response(head, &ans.media_type, &ans.digest, ans.body)
+        }
+        Err(why) => match m.store.resolver().tag(&reference) {
+            Some(rec) => {
+                tracing::info!(%reference, digest = %rec.digest, registry = %why, "registry unreachable; tag answered from the cluster");
+                match rec.digest.parse::<Digest>() {
+                    Ok(d) => manifest_by_digest(m, head, &d, Some(&rec.media_type)).await,
+                    Err(_) => empty(StatusCode::NOT_FOUND),
+                }
+            }
+            None => {
+                tracing::info!(%reference, registry = %why, "tag unknown to the cluster and the registry is not answering");
+                empty(StatusCode::NOT_FOUND)
+            }
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_registry_paths() {
+        assert_eq!(
+            parse_path("/v2/ipcs/big/manifests/v1"),
+            Some(("ipcs/big", "manifests", "v1"))
+        );
+        assert_eq!(
+            parse_path("/v2/a/blobs/sha256:abc"),
+            Some(("a", "blobs", "sha256:abc"))
+        );
+        assert_eq!(parse_path("/v2/manifests/v1"), None);
+        assert_eq!(parse_path("/v2/a/manifests/"), None);
+        assert_eq!(parse_path("/other"), None);
+    }
+}

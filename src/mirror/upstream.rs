@@ -1,0 +1,101 @@
+//! Asking the real registry what a tag points to. Loopback registries are spoken to over
+//! plain HTTP (test and local registries), every other one over HTTPS. Only anonymous
+//! access: a registry that wants credentials gets no answer from here, and containerd
+//! then talks to it directly.
+use bytes::Bytes;
+use std::time::Duration;
+
+pub struct Upstream {
+    http: reqwest::Client,
+}
+
+pub struct TagAnswer {
+    pub digest: String,
+    pub media_type: String,
+    pub body: Bytes,
+}
+
+const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
+
+fn base_url(host: &str) -> Option<String> {
+    let valid = !host.is_empty()
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b));
+    if !valid {
+        return None;
+    }
+    let hostname = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let loopback = hostname == "localhost"
+        || hostname
+            .trim_matches(['[', ']'])
+            .parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false);
+    Some(format!(
+        "{}://{host}",
+        if loopback { "http" } else { "https" }
+    ))
+}
+
+impl Upstream {
+    pub fn new() -> Upstream {
+        Upstream {
+            http: reqwest::Client::builder()
+                .connect_timeout(Duration::from_secs(3))
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("http client builds"),
+        }
+    }
+
+    /// The manifest `name:tag` currently points to at `host`, or why not.
+    pub async fn resolve(&self, host: &str, name: &str, tag: &str) -> Result<TagAnswer, String> {
+        let base = base_url(host).ok_or_else(|| format!("invalid registry host {host:?}"))?;
+        let resp = self
+            .http
+            .get(format!("{base}/v2/{name}/manifests/{tag}"))
+            .header("Accept", ACCEPT)
+            .send()
+            .await
+            .map_err(|e| format!("{base}: {e}"))?;
+        if !resp.status().is_success() {
+            return Err(format!("{base}: HTTP {}", resp.status()));
+        }
+        let media_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = resp.bytes().await.map_err(|e| format!("{base}: {e}"))?;
+        if body.len() > 4 << 20 {
+            return Err(format!("{base}: manifest larger than 4 MiB"));
+        }
+        let mut h = crate::digest::Digester::new(crate::digest::Algorithm::Sha256);
+        h.update(&body);
+        Ok(TagAnswer {
+            digest: h.digest().to_string(),
+            media_type,
+            body,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_is_http_and_others_https() {
+        assert_eq!(base_url("127.0.0.1:5000").unwrap(), "http://127.0.0.1:5000");
+        assert_eq!(base_url("localhost:5000").unwrap(), "http://localhost:5000");
+        assert_eq!(base_url("[::1]:5000").unwrap(), "http://[::1]:5000");
+        assert_eq!(
+            base_url("registry.example:443").unwrap(),
+            "https://registry.example:443"
+        );
+        assert!(base_url("evil/host").is_none());
+        assert!(base_url("").is_none());
+    }
+}

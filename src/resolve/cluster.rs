@@ -1,0 +1,256 @@
+//! IPFS Cluster's REST API, as ipcs uses it: publish a blob's root CID in the shared
+//! pinset with its OCI digest and size as metadata, publish tag → manifest records, and
+//! read the whole pinset into a `ClusterView` for the background mirror.
+use crate::resolve::{Candidate, ClusterView, Origin, TagRecord};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+pub const KIND: &str = "ipcs-kind";
+pub const DIGEST: &str = "ipcs-digest";
+pub const SIZE: &str = "ipcs-size";
+pub const REF: &str = "ipcs-ref";
+pub const MEDIA_TYPE: &str = "ipcs-media-type";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("ipfs cluster at {addr}: {op}: {reason}")]
+    Failed {
+        addr: String,
+        op: &'static str,
+        reason: String,
+    },
+}
+
+#[derive(Clone)]
+pub struct ClusterClient {
+    base: String,
+    http: reqwest::Client,
+    timeout: Duration,
+    replication: i32,
+}
+
+/// A pin as the REST API returns it (v1: `cid` is a string; older: `{"/": cid}`).
+#[derive(Deserialize)]
+struct RestPin {
+    cid: serde_json::Value,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    metadata: Option<HashMap<String, String>>,
+    #[serde(default)]
+    timestamp: String,
+}
+
+impl RestPin {
+    fn cid(&self) -> Option<String> {
+        match &self.cid {
+            serde_json::Value::String(s) => Some(s.clone()),
+            serde_json::Value::Object(o) => o.get("/").and_then(|v| v.as_str()).map(String::from),
+            _ => None,
+        }
+    }
+}
+
+impl ClusterClient {
+    pub fn new(base: &str, timeout: Duration, replication: i32) -> ClusterClient {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(3))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()
+            .expect("http client builds");
+        ClusterClient {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+            timeout,
+            replication,
+        }
+    }
+
+    pub fn address(&self) -> &str {
+        &self.base
+    }
+
+    fn fail(&self, op: &'static str, reason: impl ToString) -> ClusterError {
+        ClusterError::Failed {
+            addr: self.base.clone(),
+            op,
+            reason: reason.to_string(),
+        }
+    }
+
+    async fn pin(
+        &self,
+        cid: &str,
+        name: &str,
+        meta: &[(&str, String)],
+    ) -> Result<(), ClusterError> {
+        let op = "pin add";
+        let mut query: Vec<(String, String)> = vec![
+            ("name".into(), name.to_string()),
+            ("replication-min".into(), self.replication.to_string()),
+            ("replication-max".into(), self.replication.to_string()),
+        ];
+        for (k, v) in meta {
+            query.push((format!("meta-{k}"), v.clone()));
+        }
+        let resp = self
+            .http
+            .post(format!("{}/pins/{cid}", self.base))
+            .query(&query)
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.fail(op, e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(self.fail(op, format!("HTTP {status}: {}", body.trim())));
+        }
+        Ok(())
+    }
+
+    /// Publishes `cid` as the DAG of blob `digest`.
+    pub async fn pin_blob(&self, cid: &str, digest: &str, size: u64) -> Result<(), ClusterError> {
+        let meta = [
+            (KIND, "blob".to_string()),
+            (DIGEST, digest.to_string()),
+            (SIZE, size.to_string()),
+        ];
+        self.pin(cid, digest, &meta).await
+    }
+
+    /// Publishes that image `reference` resolved to the manifest `digest`; `cid` is a
+    /// small IPFS object describing that mapping (unique per mapping).
+    pub async fn pin_tag(
+        &self,
+        cid: &str,
+        reference: &str,
+        tag: &TagRecord,
+    ) -> Result<(), ClusterError> {
+        let meta = [
+            (KIND, "tag".to_string()),
+            (REF, reference.to_string()),
+            (DIGEST, tag.digest.clone()),
+            (SIZE, tag.size.to_string()),
+            (MEDIA_TYPE, tag.media_type.clone()),
+        ];
+        self.pin(cid, &format!("ipcs-tag:{reference}"), &meta).await
+    }
+
+    /// Reads the whole shared pinset.
+    pub async fn view(&self) -> Result<ClusterView, ClusterError> {
+        let op = "list pins";
+        let resp = self
+            .http
+            .get(format!("{}/allocations", self.base))
+            .query(&[("filter", "pin")])
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.fail(op, e))?;
+        if !resp.status().is_success() {
+            return Err(self.fail(op, format!("HTTP {}", resp.status())));
+        }
+        let body = resp.bytes().await.map_err(|e| self.fail(op, e))?;
+        let pins = parse_pins(&body).map_err(|e| self.fail(op, e))?;
+        Ok(build_view(pins))
+    }
+}
+
+/// The pinset arrives as a stream of JSON objects (or, from older versions, an array).
+fn parse_pins(body: &[u8]) -> Result<Vec<RestPin>, serde_json::Error> {
+    let mut out = Vec::new();
+    for v in serde_json::Deserializer::from_slice(body).into_iter::<serde_json::Value>() {
+        match v? {
+            serde_json::Value::Array(items) => {
+                for i in items {
+                    out.push(serde_json::from_value(i)?);
+                }
+            }
+            other => out.push(serde_json::from_value(other)?),
+        }
+    }
+    Ok(out)
+}
+
+fn build_view(pins: Vec<RestPin>) -> ClusterView {
+    let mut view = ClusterView {
+        refreshed: Some(Instant::now()),
+        ..Default::default()
+    };
+    for p in pins {
+        let Some(cid) = p.cid() else { continue };
+        view.cids.insert(cid.clone());
+        let meta = p.metadata.unwrap_or_default();
+        let size = meta.get(SIZE).and_then(|s| s.parse::<u64>().ok());
+        let (Some(digest), Some(size)) = (meta.get(DIGEST), size) else {
+            continue;
+        };
+        match meta.get(KIND).map(String::as_str) {
+            Some("blob") => {
+                view.blobs.insert(
+                    digest.clone(),
+                    Candidate {
+                        cid,
+                        size,
+                        origin: Origin::Cluster,
+                    },
+                );
+            }
+            Some("tag") => {
+                let Some(reference) = meta.get(REF) else {
+                    continue;
+                };
+                let rec = TagRecord {
+                    digest: digest.clone(),
+                    media_type: meta.get(MEDIA_TYPE).cloned().unwrap_or_default(),
+                    size,
+                    published: p.timestamp.clone(),
+                };
+                // Several records for one tag: the most recently pinned wins (RFC 3339
+                // timestamps of one cluster compare correctly as strings).
+                let newer = view
+                    .tags
+                    .get(reference)
+                    .map(|old| rec.published > old.published)
+                    .unwrap_or(true);
+                if newer {
+                    view.tags.insert(reference.clone(), rec);
+                }
+            }
+            _ => {}
+        }
+        let _ = p.name;
+    }
+    view
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_streamed_and_array_pinsets() {
+        let streamed = br#"{"cid":"bafyA","name":"sha256:a","metadata":{"ipcs-kind":"blob","ipcs-digest":"sha256:a","ipcs-size":"3"},"timestamp":"2026-01-01T00:00:00Z"}
+{"cid":{"/":"bafyB"},"name":"other","metadata":null}
+{"cid":"bafyT1","metadata":{"ipcs-kind":"tag","ipcs-ref":"r/x:1","ipcs-digest":"sha256:m1","ipcs-size":"9","ipcs-media-type":"application/vnd.oci.image.manifest.v1+json"},"timestamp":"2026-01-01T00:00:00Z"}
+{"cid":"bafyT2","metadata":{"ipcs-kind":"tag","ipcs-ref":"r/x:1","ipcs-digest":"sha256:m2","ipcs-size":"9"},"timestamp":"2026-02-01T00:00:00Z"}
+"#;
+        let view = build_view(parse_pins(streamed).unwrap());
+        assert_eq!(view.blobs["sha256:a"].cid, "bafyA");
+        assert_eq!(view.blobs["sha256:a"].size, 3);
+        assert!(view.cids.contains("bafyB"));
+        assert_eq!(view.tags["r/x:1"].digest, "sha256:m2");
+        let array = br#"[{"cid":"bafyA","metadata":{"ipcs-kind":"blob","ipcs-digest":"sha256:a","ipcs-size":"3"}}]"#;
+        assert_eq!(build_view(parse_pins(array).unwrap()).blobs.len(), 1);
+    }
+
+    #[test]
+    fn malformed_pins_are_skipped_not_fatal() {
+        let body = br#"{"cid":"bafyA","metadata":{"ipcs-kind":"blob","ipcs-digest":"sha256:a","ipcs-size":"x"}}"#;
+        let view = build_view(parse_pins(body).unwrap());
+        assert!(view.blobs.is_empty());
+        assert!(parse_pins(b"{oops").is_err());
+    }
+}
