@@ -13,7 +13,8 @@ IPCS="$root/target/release/ipcs"
 IPFS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}/bin/ipfs"
 work=$(mktemp -d /tmp/ipcs-demo-XXXXXX)
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+# shellcheck source=integration/lib.sh
+. "$root/integration/lib.sh"
 stop_all() {
   [ -n "${KEEP:-}" ] && return
   "$root/integration/containerd-node.sh" stop "$work/containerd" >/dev/null 2>&1 || true

@@ -38,6 +38,8 @@ case "$VERSION" in
 esac
 
 root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=integration/lib.sh
+. "$root/integration/lib.sh"
 TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
 IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
@@ -68,12 +70,6 @@ ctr_bin="$cd_dir/ctr"
 passed=0 failed=0 setup_done=0 all_run=0
 ipcs_pid="" bg_pid="" api="" multiaddr="" reg="" last_log=""
 
-say()  { echo "# $*"; }
-indent() { sed 's/^/#   /'; }
-now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
-secs() { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
 # Bounded wrappers: nothing here may hang (a pull with no content store hangs forever).
 ctr()     { local t="$1"; shift; timeout -k 10 "$t" "$ctr_bin" -n "$NS" "$@"; }
 nerdctl() { local t="$1"; shift; NERDCTL_TOML="$work/nerdctl.toml" timeout -k 10 "$t" "$NERDCTL" \
@@ -91,23 +87,6 @@ diagnostics() {
   say "..."; tail -n 5 "$cd_dir/containerd.log" 2>/dev/null | indent || true
 }
 
-# check DESCRIPTION FUNCTION [ARGS...]: runs FUNCTION (which must `return 1` explicitly on
-# every failing step: set -e does not apply inside a function called from `if`).
-check() {
-  local desc="$1"; shift
-  last_log=""
-  local t0; t0=$(now_ms)
-  if "$@"; then
-    passed=$((passed + 1)); echo "ok - $desc"
-  else
-    failed=$((failed + 1)); echo "not ok - $desc"
-    diagnostics
-  fi
-  say "($(secs $(( $(now_ms) - t0 ))) s)"
-}
-
-# Runs a command with its output in $logs/NAME.log (remembered for diagnostics).
-logged() { local name="$1"; shift; last_log="$logs/$name.log"; "$@" >"$last_log" 2>&1; }
 
 start_ipcs() {
   "$IPCS" serve --socket "$sock" --data-dir "$ipcs_data" --kubo-api "$api" </dev/null >/dev/null 2>>"$ipcs_log" 8>&- 9>&- &

@@ -1,0 +1,28 @@
+# Shared helpers of the end-to-end scripts (sourced, not run). A script defines
+# `diagnostics` (what to print when a check fails) and the counters `passed`, `failed`,
+# `last_log` before calling `check`.
+
+say()    { echo "# $*"; }
+indent() { sed 's/^/#   /'; }
+now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
+secs()   { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# check DESCRIPTION FUNCTION [ARGS...]: runs FUNCTION (which must `return 1` explicitly on
+# every failing step: set -e does not apply inside a function called from `if`) and prints
+# one TAP-like line.
+check() {
+  local desc="$1"; shift
+  last_log=""
+  local t0; t0=$(now_ms)
+  if "$@"; then
+    passed=$((passed + 1)); echo "ok - $desc"
+  else
+    failed=$((failed + 1)); echo "not ok - $desc"
+    diagnostics
+  fi
+  say "($(secs $(( $(now_ms) - t0 ))) s)"
+}
+
+# logged NAME CMD...: runs CMD with its output in $logs/NAME.log (remembered for diagnostics).
+logged() { local name="$1"; shift; last_log="$logs/$name.log"; "$@" >"$last_log" 2>&1; }
