@@ -20,8 +20,13 @@ async fn resume_after_restart_keeps_offset() {
     assert_eq!(first.offset, 0);
     assert_eq!(first.digest, sha256_digest(b""));
     let started_at = first.started_at.unwrap();
+    let mut last_write = None;
     for (i, chunk) in data[..half].chunks(1 << 20).enumerate() {
-        s.send(write((i << 20) as i64, chunk)).await.unwrap();
+        last_write = s
+            .send(write((i << 20) as i64, chunk))
+            .await
+            .unwrap()
+            .updated_at;
     }
     // Crash mid-stream: the stream is still open when ipcs dies.
     ipcs.kill9();
@@ -39,6 +44,8 @@ async fn resume_after_restart_keeps_offset() {
     assert_eq!(st.offset, half as i64);
     assert_eq!(st.total, data.len() as i64);
     assert_eq!(st.started_at.unwrap(), started_at);
+    // The time of the last write survives the crash to the nanosecond.
+    assert_eq!(st.updated_at, last_write);
 
     let (mut s, resumed) = WriteSession::open(&mut c, stat(r, 0, "")).await.unwrap();
     assert_eq!(resumed.offset, half as i64);

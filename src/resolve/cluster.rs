@@ -28,6 +28,14 @@ pub struct ClusterClient {
     http: reqwest::Client,
     timeout: Duration,
     replication: i32,
+    /// This node's cluster peer ID, learned once: with a finite replication factor the
+    /// publishing node is always one of the holders.
+    self_id: std::sync::Arc<tokio::sync::OnceCell<String>>,
+}
+
+#[derive(Deserialize)]
+struct RestId {
+    id: String,
 }
 
 /// A pin as the REST API returns it (v1: `cid` is a string; older: `{"/": cid}`).
@@ -64,7 +72,26 @@ impl ClusterClient {
             http,
             timeout,
             replication,
+            self_id: Default::default(),
         }
+    }
+
+    async fn self_id(&self) -> Result<String, ClusterError> {
+        let op = "id";
+        self.self_id
+            .get_or_try_init(|| async {
+                let resp = self
+                    .http
+                    .get(format!("{}/id", self.base))
+                    .timeout(self.timeout)
+                    .send()
+                    .await
+                    .map_err(|e| self.fail(op, e))?;
+                let id: RestId = resp.json().await.map_err(|e| self.fail(op, e))?;
+                Ok(id.id)
+            })
+            .await
+            .cloned()
     }
 
     pub fn address(&self) -> &str {
@@ -91,6 +118,9 @@ impl ClusterClient {
             ("replication-min".into(), self.replication.to_string()),
             ("replication-max".into(), self.replication.to_string()),
         ];
+        if self.replication > 0 {
+            query.push(("user-allocations".into(), self.self_id().await?));
+        }
         for (k, v) in meta {
             query.push((format!("meta-{k}"), v.clone()));
         }

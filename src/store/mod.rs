@@ -343,8 +343,9 @@ impl ContentStore {
                 let mtime = meta
                     .and_then(|m| m.modified().ok())
                     .map(UnixNanos::from_system_time);
+                // Writers stamp the file's mtime precisely (see writer::stamp).
                 let updated = match mtime {
-                    Some(m) if offset > 0 => m.max(rec.updated_at),
+                    Some(m) if offset > 0 => m,
                     _ => rec.updated_at,
                 };
                 (offset, updated)

@@ -120,6 +120,16 @@ fn open_ingest_file(
     Ok((file, digester, offset, mtime))
 }
 
+/// Records the time of a write as the file's mtime, to the nanosecond: the kernel's own
+/// mtime comes from a coarse clock and can predate the write by milliseconds, and a
+/// resumed ingest must report exactly when it was last written.
+fn stamp(file: &File, ingest_ref: &str) -> Result<UnixNanos, StoreError> {
+    let t = std::time::SystemTime::now();
+    file.set_modified(t)
+        .map_err(StoreError::io(format!("stamping ingest {ingest_ref}")))?;
+    Ok(UnixNanos::from_system_time(t))
+}
+
 pub(crate) fn remove_ingest(inner: &Inner, ingest_ref: &str) -> Result<bool, StoreError> {
     let existed = inner.index.remove_ingest(ingest_ref)?.is_some();
     let dir = inner.paths.ingest_dir(ingest_ref);
@@ -204,7 +214,7 @@ impl Writer {
         })
         .await?;
         let updated_at = match mtime {
-            Some(m) if offset > 0 => m.max(record.updated_at),
+            Some(m) if offset > 0 => m,
             _ => record.updated_at,
         };
         let w = Writer {
@@ -326,30 +336,30 @@ impl Writer {
     async fn append(&mut self, data: Bytes) -> Result<(), StoreError> {
         let n = data.len() as u64;
         let r = self.ingest_ref.clone();
-        self.with_io(move |file, digester| {
-            file.write_all(&data)
-                .map_err(StoreError::io(format!("writing ingest {r}")))?;
-            digester.update(&data);
-            Ok(())
-        })
-        .await?;
+        self.updated_at = self
+            .with_io(move |file, digester| {
+                file.write_all(&data)
+                    .map_err(StoreError::io(format!("writing ingest {r}")))?;
+                digester.update(&data);
+                stamp(file, &r)
+            })
+            .await?;
         self.offset += n;
-        self.updated_at = now();
         Ok(())
     }
 
     async fn truncate(&mut self) -> Result<(), StoreError> {
         let r = self.ingest_ref.clone();
-        self.with_io(move |file, digester| {
-            file.set_len(0)
-                .and_then(|_| file.seek(SeekFrom::Start(0)))
-                .map_err(StoreError::io(format!("truncating ingest {r}")))?;
-            *digester = Digester::new(digester.algorithm());
-            Ok(())
-        })
-        .await?;
+        self.updated_at = self
+            .with_io(move |file, digester| {
+                file.set_len(0)
+                    .and_then(|_| file.seek(SeekFrom::Start(0)))
+                    .map_err(StoreError::io(format!("truncating ingest {r}")))?;
+                *digester = Digester::new(digester.algorithm());
+                stamp(file, &r)
+            })
+            .await?;
         self.offset = 0;
-        self.updated_at = now();
         Ok(())
     }
 
