@@ -6,16 +6,19 @@ IPCS_TOOLS ?= $(HOME)/.cache/ipcs-tools
 export IPCS_TOOLS
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
-.PHONY: setup setup-system setup-kubo setup-containerd build lint test test-unit \
-        test-conformance test-e2e demo bench clean
+.PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
+        test-unit test-conformance test-e2e test-p2p demo bench clean
 
-setup: setup-system setup-kubo setup-containerd build
+setup: setup-system setup-kubo setup-cluster setup-containerd build
 
 setup-system:
 	@bash scripts/install-system-deps.sh
 
 setup-kubo: setup-system
 	@bash scripts/install-kubo.sh
+
+setup-cluster: setup-system
+	@bash scripts/install-ipfs-cluster.sh
 
 setup-containerd: setup-system
 	@bash scripts/install-containerd2.sh
@@ -41,10 +44,15 @@ test-e2e: setup build
 	bash integration/e2e.sh 1.6
 	bash integration/e2e.sh 2
 
+# Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
+test-p2p: setup build
+	bash integration/p2p.sh
+
 test: setup lint
 	@$(MAKE) --no-print-directory test-unit
 	@$(MAKE) --no-print-directory test-conformance
 	@$(MAKE) --no-print-directory test-e2e
+	@$(MAKE) --no-print-directory test-p2p
 
 demo: setup
 	bash integration/demo.sh

@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# Peer-to-peer test: three nodes, each Kubo + IPFS Cluster peer + ipcs + containerd 1.6,
+# all on 127.0.0.1 (distinct ports), Kubo nodes peered with each other (no DHT), one
+# cluster secret. containerd resolves through ipcs's registry mirror (hosts.toml).
+#
+#   integration/p2p.sh
+#
+#   1. A pulls big from the registry; the registry is stopped; B and C pull big with ctr
+#      (unpack + byte check) and succeed; the registry log shows no blob request after A's
+#      pull.
+#   2. A is killed; C removes big, garbage-collects, drops the blocks from its Kubo, and
+#      pulls big again: it succeeds, from B.
+#   3. A cluster pin mapping a digest to a wrong CID (bytes of the right size that are not
+#      the blob) is caught: C's pull of small falls back to the registry, no wrong byte is
+#      served, and C's log names the mismatch.
+#   4. With the cluster down (every peer stopped), B pulls multi through the registry.
+# Nodes publish with replication factor 1 (the publishing node holds the cluster pin), so
+# that "from B" in step 2 means bytes crossed from B's Kubo to C's.
+# Ends with exactly one line `p2p: N passed, M failed`.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=integration/lib.sh
+. "$root/integration/lib.sh"
+TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
+IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
+IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
+IPFS="$TOOLS/bin/ipfs"
+CLUSTER_CTL="$TOOLS/bin/ipfs-cluster-ctl"
+PULL_TIMEOUT="${P2P_PULL_TIMEOUT:-300}"
+REFRESH=2
+NS=p2p
+KNOWN_BIG='ipcs test image: big v1'
+KNOWN_SMALL='ipcs test image: small v1'
+
+exec 8>&1 9>&2
+work=$(mktemp -d /tmp/ipcs-p2p-XXXXXX)
+logs="$work/logs"; mkdir -p "$logs"
+reg_dir="$work/registry"
+passed=0 failed=0 setup_done=0 all_run=0 last_log=""
+secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+declare -A API MADDR REST CMA PID
+
+ctr()   { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$work/$n/containerd/ctr" -n "$NS" "$@"; }
+ipfs()  { local n=$1 t=$2; shift 2; timeout -k 5 "$t" "$IPFS" --api "${MADDR[$n]}" "$@"; }
+cctl()  { local n=$1; shift; timeout -k 5 60 "$CLUSTER_CTL" --host "/ip4/127.0.0.1/tcp/${REST[$n]##*:}" "$@"; }
+blobs() { timeout -k 5 60 "$IPCS" blobs --socket "$work/$1/ipcs.sock"; }
+
+diagnostics() {
+  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
+    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
+  fi
+  local n
+  for n in a b c; do
+    [ -f "$work/$n/ipcs.log" ] || continue
+    say "--- ipcs $n log (last 10 lines)"; tail -n 10 "$work/$n/ipcs.log" | indent
+  done
+}
+
+stop_node() {
+  local n=$1 d="$work/$1"
+  "$root/integration/containerd-node.sh" stop "$d/containerd" >/dev/null 2>&1 || true
+  if [ -n "${PID[$n]:-}" ]; then kill "${PID[$n]}" 2>/dev/null || true; PID[$n]=""; fi
+  "$root/scripts/cluster-node.sh" stop "$d/cluster" >/dev/null 2>&1 || true
+  "$root/scripts/kubo-node.sh" stop "$d/kubo" >/dev/null 2>&1 || true
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  exec >&8 2>&9
+  trap - EXIT INT TERM
+  local n
+  for n in a b c; do
+    mountpoint -q "$work/$n/mnt" 2>/dev/null && umount -l "$work/$n/mnt"
+    stop_node "$n"
+  done
+  "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
+  if [ "$setup_done" != 1 ]; then
+    echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
+  elif [ "$all_run" != 1 ]; then
+    echo "not ok - run aborted before every check ran (exit status $rc)"; failed=$((failed + 1))
+  fi
+  if [ "$failed" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$work"; else say "work dir kept: $work"; fi
+  echo "p2p: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ] && [ "$setup_done" = 1 ] || exit 1
+  exit 0
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------- setup
+for b in "$IPCS" "$IPFS" "$CLUSTER_CTL"; do
+  [ -x "$b" ] || { echo "missing $b (make setup)" >&2; exit 1; }
+done
+last_log="$logs/setup.log"
+"$root/integration/images/registry.sh" start "$reg_dir" --port "$(free_port)" >/dev/null 2>>"$last_log" 8>&- 9>&-
+reg=$("$root/integration/images/registry.sh" hostport "$reg_dir")
+reg_log=$("$root/integration/images/registry.sh" log "$reg_dir")
+timeout 1800 "$root/integration/images/build-images.sh" --only small,big,multi "$IMAGES" >>"$last_log" 2>&1
+timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" small big multi >>"$last_log" 2>&1
+SMALL="$reg/ipcs/small:v1" BIG="$reg/ipcs/big:v1" MULTI="$reg/ipcs/multi:v1"
+say "registry $reg, work dir $work"
+
+for n in a b c; do
+  api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$work/$n/kubo" --api "$(free_port)" --swarm "$(free_port)" 2>>"$last_log" 8>&- 9>&-)
+  API[$n]=$api MADDR[$n]="/ip4/127.0.0.1/tcp/${api##*:}"
+done
+declare -A SWARM
+for n in a b c; do
+  id=$(ipfs "$n" 30 id -f '<id>')
+  port=$(IPFS_PATH="$work/$n/kubo" "$IPFS" config Addresses.Swarm | jq -r '.[0]' | sed 's|.*/tcp/||')
+  SWARM[$n]="/ip4/127.0.0.1/tcp/$port/p2p/$id"
+done
+for n in a b c; do
+  others=()
+  for m in a b c; do [ "$m" = "$n" ] || others+=("${SWARM[$m]}"); done
+  timeout 60 "$root/scripts/kubo-peer.sh" "$work/$n/kubo" "${others[@]}" >>"$last_log" 2>&1
+done
+say "kubo: ${API[a]} ${API[b]} ${API[c]} (peered)"
+
+# A new peer bootstraps to every running one: on loopback the cluster DHT cannot look up
+# peer addresses, so a peer known only through another stays unreachable for status.
+peers=""
+for n in a b c; do
+  { read -r rest; read -r cma; } < <(timeout 120 "$root/scripts/cluster-node.sh" start "$work/$n/cluster" \
+      --secret "$secret" --kubo-api "${API[$n]}" --listen "$(free_port)" --rest "$(free_port)" \
+      ${peers:+--peers "$peers"} --replication 1 2>>"$last_log" 8>&- 9>&-)
+  REST[$n]=$rest CMA[$n]=$cma
+  peers="${peers:+$peers,}$cma"
+done
+for _ in $(seq 1 60); do
+  [ "$(cctl c peers ls 2>/dev/null | grep -c '| Sees')" -ge 3 ] && break
+  sleep 1
+done
+say "cluster: ${REST[a]} ${REST[b]} ${REST[c]}"
+
+start_ipcs() {
+  local n=$1 d="$work/$1"
+  "$IPCS" serve --socket "$d/ipcs.sock" --data-dir "$d/data" --kubo-api "${API[$n]}" \
+    --cluster-api "${REST[$n]}" --cluster-replication 1 --cluster-refresh-secs "$REFRESH" \
+    --peer-fetch-deadline-secs 60 --mirror-listen "127.0.0.1:${MIRROR[$n]}" \
+    </dev/null >/dev/null 2>>"$d/ipcs.log" 8>&- 9>&- &
+  PID[$n]=$!
+  disown "${PID[$n]}"
+  for _ in $(seq 1 300); do
+    [ -S "$d/ipcs.sock" ] && blobs "$n" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  return 1
+}
+declare -A MIRROR
+for n in a b c; do
+  MIRROR[$n]=$(free_port)
+  start_ipcs "$n"
+  timeout 120 "$root/integration/containerd-node.sh" start "$work/$n/containerd" --version 1.6 \
+    --content-socket "$work/$n/ipcs.sock" >/dev/null 2>>"$last_log" 8>&- 9>&-
+  # containerd asks ipcs's mirror first, then the registry itself.
+  mkdir -p "$work/$n/hosts/$reg" "$work/$n/mnt"
+  cat >"$work/$n/hosts/$reg/hosts.toml" <<EOF
+server = "http://$reg"
+
+[host."http://127.0.0.1:${MIRROR[$n]}"]
+  capabilities = ["pull", "resolve"]
+EOF
+done
+setup_done=1
+say "three nodes up"
+
+# --------------------------------------------------------------------------------- checks
+pull() {  # pull NODE LOGNAME REF
+  logged "$2" ctr "$1" "$PULL_TIMEOUT" images pull --hosts-dir "$work/$1/hosts" --platform linux/amd64 "$3"
+}
+
+file_check() {  # file_check NODE REF EXPECTED_TEXT
+  local n=$1 ok=0
+  logged "mount-$n" ctr "$n" 120 images mount "$2" "$work/$n/mnt" || return 1
+  printf '%s\n' "$3" | cmp -s - "$work/$n/mnt/etc/ipcs-test.txt" || { say "/etc/ipcs-test.txt differs on $n"; ok=1; }
+  if [ -f "$work/$n/mnt/opt/ipcs/SHA256SUMS" ]; then
+    (cd "$work/$n/mnt" && sha256sum --quiet -c opt/ipcs/SHA256SUMS) >"$logs/sums-$n.log" 2>&1 || { say "SHA256SUMS fail on $n"; ok=1; }
+  fi
+  logged "unmount-$n" ctr "$n" 120 images unmount --rm "$work/$n/mnt" || ok=1
+  return $ok
+}
+
+# Waits until the cluster pinset holds every blob node N has, and the mirrors refreshed.
+wait_published() {
+  local n=$1 want have
+  want=$(blobs "$n" | awk '{ print $2 }' | sort -u)
+  for _ in $(seq 1 60); do
+    have=$(cctl c pin ls 2>/dev/null | awk '{ print $1 }' | sort -u)
+    if [ -z "$(comm -23 <(echo "$want") <(echo "$have"))" ]; then
+      sleep $((REFRESH * 2 + 1)); return 0
+    fi
+    sleep 1
+  done
+  say "cluster pinset lacks: $(comm -23 <(echo "$want") <(echo "$have") | tr '\n' ' ')"
+  return 1
+}
+
+check_a_pulls() { pull a pull-a-big "$BIG" && wait_published a; }
+
+check_registry_stopped() {
+  reg_off=$(stat -c %s "$reg_log")
+  "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1 || return 1
+  ! curl -fsS -m 2 "http://$reg/v2/" >/dev/null 2>&1
+}
+
+check_pull_from_peers() {  # NODE
+  pull "$1" "pull-$1-big" "$BIG" || return 1
+  file_check "$1" "$BIG" "$KNOWN_BIG" || return 1
+  grep -q "obtained from peers, verified" "$work/$1/ipcs.log" || { say "no blob came from peers on $1"; return 1; }
+  say "$(grep -c 'obtained from peers, verified' "$work/$1/ipcs.log") blobs obtained from peers on $1"
+}
+
+check_no_blob_requests() {
+  local n; n=$(tail -c +"$((reg_off + 1))" "$reg_log" | grep -c '/blobs/sha256:' || true)
+  say "registry log: $n blob requests after A's pull"
+  [ "$n" = 0 ]
+}
+
+check_c_repulls_from_b() {
+  stop_node a
+  say "node A stopped"
+  logged rm-c-big ctr c 300 images rm --sync "$BIG" || return 1
+  local lease; lease=$(ctr c 60 leases create) && logged gc-c ctr c 300 leases rm --sync "$lease" || return 1
+  [ -z "$(blobs c)" ] || { say "ipcs c still lists blobs"; return 1; }
+  logged repo-gc-c ipfs c 300 repo gc || return 1
+  local layer; layer=$(awk '$3 > 10000000 { print $2; exit }' "$logs/cids-c.txt")
+  if ipfs c 30 --offline cat --progress=false "$layer" >/dev/null 2>&1; then
+    say "C's Kubo still has $layer"; return 1
+  fi
+  say "C's Kubo no longer has $layer; pulling again with A and the registry down"
+  pull c pull-c-big-2 "$BIG" || return 1
+  file_check c "$BIG" "$KNOWN_BIG"
+}
+
+check_wrong_mapping_caught() {
+  "$root/integration/images/registry.sh" start "$reg_dir" --port "${reg##*:}" >/dev/null 2>&1 || return 1
+  # small's own layer (the last one; the first is shared with big).
+  local mdigest layer size fake fake_cid good_cid
+  mdigest=$(jq -r '.manifests[0].digest' "$IMAGES/small/index.json")
+  layer=$(jq -r '.layers[-1].digest' "$IMAGES/small/blobs/sha256/${mdigest#sha256:}")
+  size=$(jq -r '.layers[-1].size' "$IMAGES/small/blobs/sha256/${mdigest#sha256:}")
+  fake="$work/fake.bin"; head -c "$size" /dev/urandom >"$fake"
+  fake_cid=$(ipfs b 60 add -Q --cid-version 1 --raw-leaves --chunker size-262144 "$fake") || return 1
+  logged fake-pin cctl b pin add --name "$layer" --metadata ipcs-kind=blob \
+    --metadata "ipcs-digest=$layer" --metadata "ipcs-size=$size" "$fake_cid" || return 1
+  say "cluster pin maps $layer to the wrong CID $fake_cid"
+  sleep $((REFRESH * 3))
+  pull c pull-c-small "$SMALL" || return 1
+  file_check c "$SMALL" "$KNOWN_SMALL" || return 1
+  grep -q "does not match its digest" "$work/c/ipcs.log" || { say "no mismatch logged on c"; return 1; }
+  good_cid=$(blobs c | awk -v d="$layer" '$1 == d { print $2 }')
+  say "c maps $layer to $good_cid"
+  [ -n "$good_cid" ] && [ "$good_cid" != "$fake_cid" ] || return 1
+  local expect; expect=$(ipfs c 60 add --only-hash -Q --cid-version 1 --raw-leaves \
+    --chunker size-262144 "$IMAGES/small/blobs/sha256/${layer#sha256:}")
+  [ "$good_cid" = "$expect" ] || { say "expected $expect"; return 1; }
+}
+
+check_cluster_down() {
+  "$root/scripts/cluster-node.sh" stop "$work/b/cluster" >/dev/null 2>&1
+  "$root/scripts/cluster-node.sh" stop "$work/c/cluster" >/dev/null 2>&1
+  local off; off=$(stat -c %s "$reg_log")
+  pull b pull-b-multi "$MULTI" || return 1
+  local n; n=$(tail -c +"$((off + 1))" "$reg_log" | grep -c '/blobs/sha256:' || true)
+  say "cluster down: pull of multi on B made $n blob requests to the registry"
+  [ "$n" -gt 0 ]
+}
+
+check "1a. A pulls big from the registry; its blobs and the tag reach the cluster pinset" check_a_pulls
+blobs a >"$logs/cids-a.txt"
+check "1b. the registry is stopped"                                 check_registry_stopped
+check "1c. B pulls big (unpack, byte check) from peers"              check_pull_from_peers b
+check "1d. C pulls big (unpack, byte check) from peers"              check_pull_from_peers c
+blobs c >"$logs/cids-c.txt"
+check "1e. the registry log shows no blob request from B or C"       check_no_blob_requests
+check "2. A killed; C removes big, drops its blocks, pulls again from B" check_c_repulls_from_b
+check "3. a cluster pin with a wrong CID is caught; C's pull falls back; no wrong byte" check_wrong_mapping_caught
+check "4. cluster down: B pulls multi through the registry"          check_cluster_down
+all_run=1
