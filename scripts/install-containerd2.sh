@@ -30,14 +30,12 @@ for b in containerd ctr containerd-shim-runc-v2; do
 done
 
 if [ ${#need[@]} -gt 0 ]; then
-  GO="${GO:-/usr/local/go/bin/go}"
-  [ -x "$GO" ] || GO=$(command -v go)
+  # shellcheck source=scripts/go-module.sh
+  . "$(dirname "$0")/go-module.sh"
+  GO=$(go_bin)
   export GOTOOLCHAIN="$GO_TOOLCHAIN" GOFLAGS=-mod=mod CGO_ENABLED=0
-  scratch=$(mktemp -d)
-  trap 'rm -rf "$scratch"' EXIT
   mod=github.com/containerd/containerd/v2
-  dir=$(cd "$scratch" && "$GO" mod download -json "$mod@$VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$dir" ] || { echo "could not download $mod@$VERSION" >&2; exit 1; }
+  dir=$(module_dir "$mod" "$VERSION")
   ldflags="-s -w -X $mod/version.Version=$VERSION -X $mod/version.Revision=$VERSION -X $mod/version.Package=$mod"
   start=$(date +%s)
   for b in "${need[@]}"; do

@@ -34,14 +34,13 @@ for c in "${cmds[@]}"; do
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
-  GO="${GO:-/usr/local/go/bin/go}"
-  [ -x "$GO" ] || GO=$(command -v go)
+  # shellcheck source=scripts/go-module.sh
+  . "$(dirname "$0")/go-module.sh"
+  GO=$(go_bin)
   export GOFLAGS=-mod=mod
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
-  dir=$(cd "$scratch" && GOTOOLCHAIN=local "$GO" mod download -json "$MOD@$CLUSTER_VERSION" \
-        | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$dir" ] || { echo "could not download $MOD@$CLUSTER_VERSION" >&2; exit 1; }
+  dir=$(GOTOOLCHAIN=local module_dir "$MOD" "$CLUSTER_VERSION")
   # Patch clusterhost.go in a writable copy; fail loudly if upstream code moved.
   src="$scratch/src"
   cp -r "$dir" "$src" && chmod -R u+w "$src"

@@ -11,13 +11,11 @@ TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 bin="$TOOLS/bin/ipfs-$KUBO_VERSION"
 mkdir -p "$TOOLS/bin"
 if [ ! -x "$bin" ]; then
-  GO="${GO:-/usr/local/go/bin/go}"
-  [ -x "$GO" ] || GO=$(command -v go)
+  # shellcheck source=scripts/go-module.sh
+  . "$(dirname "$0")/go-module.sh"
+  GO=$(go_bin)
   export GOTOOLCHAIN="$KUBO_GO" GOFLAGS=-mod=mod
-  scratch=$(mktemp -d)
-  trap 'rm -rf "$scratch"' EXIT
-  dir=$(cd "$scratch" && "$GO" mod download -json "github.com/ipfs/kubo@$KUBO_VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$dir" ] || { echo "could not download kubo $KUBO_VERSION" >&2; exit 1; }
+  dir=$(module_dir github.com/ipfs/kubo "$KUBO_VERSION")
   (cd "$dir" && "$GO" build -trimpath -o "$bin.tmp" ./cmd/ipfs)
   mv "$bin.tmp" "$bin"
 fi

@@ -20,14 +20,14 @@ bindir="$TOOLS/nerdctl-$VERSION/bin"
 bin="$bindir/nerdctl"
 mkdir -p "$bindir"
 if [ ! -x "$bin" ]; then
-  GO="${GO:-/usr/local/go/bin/go}"
-  [ -x "$GO" ] || GO=$(command -v go)
+  # shellcheck source=scripts/go-module.sh
+  . "$(dirname "$0")/go-module.sh"
+  GO=$(go_bin)
   export GOTOOLCHAIN="$GO_TOOLCHAIN" GOFLAGS=-mod=mod CGO_ENABLED=0
   scratch=$(mktemp -d)
   trap 'rm -rf "$scratch"' EXIT
   mod=github.com/containerd/nerdctl/v2
-  dir=$(cd "$scratch" && "$GO" mod download -json "$mod@$VERSION" | sed -n 's/^\s*"Dir": "\(.*\)",$/\1/p')
-  [ -d "$dir" ] || { echo "could not download $mod@$VERSION" >&2; exit 1; }
+  dir=$(module_dir "$mod" "$VERSION")
   src="$scratch/nerdctl"
   cp -r "$dir" "$src"
   chmod -R u+w "$src"

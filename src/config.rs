@@ -106,6 +106,9 @@ pub struct Overrides {
     /// Replication factor of published blobs (-1: every cluster peer).
     #[arg(long, env = "IPCS_CLUSTER_REPLICATION", allow_hyphen_values = true)]
     pub cluster_replication: Option<i32>,
+    /// Seconds between refreshes of the local mirror of the cluster pinset.
+    #[arg(long, env = "IPCS_CLUSTER_REFRESH_SECS")]
+    pub cluster_refresh_secs: Option<u64>,
     /// Seconds a blob known from peers may take before falling back to the registry.
     #[arg(long, env = "IPCS_PEER_FETCH_DEADLINE_SECS")]
     pub peer_fetch_deadline_secs: Option<u64>,
@@ -165,6 +168,9 @@ impl Config {
         }
         if let Some(v) = o.cluster_replication {
             c.cluster_replication = v;
+        }
+        if let Some(v) = o.cluster_refresh_secs {
+            c.cluster_refresh_secs = v;
         }
         if let Some(v) = o.peer_fetch_deadline_secs {
             c.peer_fetch_deadline_secs = v;

@@ -1,10 +1,8 @@
 //! ipcs's admin service: digest → CID listings and store statistics for the CLI.
 use crate::server::proto::admin::{self, admin_server::Admin};
 use crate::server::status::to_status;
+use crate::server::{batches, ResponseStream};
 use crate::store::ContentStore;
-use futures::{Stream, StreamExt};
-use std::pin::Pin;
-use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 pub struct AdminService {
@@ -19,7 +17,7 @@ impl AdminService {
 
 #[tonic::async_trait]
 impl Admin for AdminService {
-    type BlobsStream = Pin<Box<dyn Stream<Item = Result<admin::BlobsResponse, Status>> + Send>>;
+    type BlobsStream = ResponseStream<admin::BlobsResponse>;
 
     async fn blobs(
         &self,
@@ -29,21 +27,16 @@ impl Admin for AdminService {
             .store
             .list(&req.into_inner().filters)
             .map_err(to_status)?;
-        let stream = ReceiverStream::new(rx).map(|batch| {
-            batch
-                .map(|recs| admin::BlobsResponse {
-                    blobs: recs
-                        .into_iter()
-                        .map(|r| admin::Blob {
-                            digest: r.digest,
-                            cid: r.cid,
-                            size: r.size as i64,
-                        })
-                        .collect(),
+        Ok(Response::new(batches(rx, |recs| admin::BlobsResponse {
+            blobs: recs
+                .into_iter()
+                .map(|r| admin::Blob {
+                    digest: r.digest,
+                    cid: r.cid,
+                    size: r.size as i64,
                 })
-                .map_err(to_status)
-        });
-        Ok(Response::new(Box::pin(stream)))
+                .collect(),
+        })))
     }
 
     async fn stats(

@@ -22,6 +22,14 @@ use tonic::{Request, Response, Status, Streaming};
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
+/// Turns the store's batches of records into a response stream, one message per batch.
+fn batches<T: Send + 'static, M: Send + 'static>(
+    rx: tokio::sync::mpsc::Receiver<Result<Vec<T>, crate::store::StoreError>>,
+    to_message: fn(Vec<T>) -> M,
+) -> ResponseStream<M> {
+    Box::pin(ReceiverStream::new(rx).map(move |batch| batch.map(to_message).map_err(to_status)))
+}
+
 pub struct ContentService {
     store: ContentStore,
 }
@@ -75,14 +83,11 @@ impl Content for ContentService {
             .store
             .list(&req.into_inner().filters)
             .map_err(to_status)?;
-        let stream = ReceiverStream::new(rx).map(|batch| {
-            batch
-                .map(|infos| proto::ListContentResponse {
-                    info: infos.into_iter().map(convert::info).collect(),
-                })
-                .map_err(to_status)
-        });
-        Ok(Response::new(Box::pin(stream)))
+        Ok(Response::new(batches(rx, |infos| {
+            proto::ListContentResponse {
+                info: infos.into_iter().map(convert::info).collect(),
+            }
+        })))
     }
 
     async fn delete(
