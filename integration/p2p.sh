@@ -38,7 +38,11 @@ work=$(mktemp -d /tmp/ipcs-p2p-XXXXXX)
 logs="$work/logs"; mkdir -p "$logs"
 reg_dir="$work/registry"
 passed=0 failed=0 setup_done=0 all_run=0 last_log=""
+# A private network: one cluster secret, one Kubo swarm key (libp2p PSK) for the three nodes.
 secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+swarm_key="$work/swarm.key"
+printf '/key/swarm/psk/1.0.0/\n/base16/\n%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$swarm_key"
+chmod 600 "$swarm_key"
 declare -A API MADDR REST CMA PID
 
 ctr()   { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$work/$n/containerd/ctr" -n "$NS" "$@"; }
@@ -104,7 +108,8 @@ SMALL="$reg/ipcs/small:v1" BIG="$reg/ipcs/big:v1" MULTI="$reg/ipcs/multi:v1"
 say "registry $reg, work dir $work"
 
 for n in a b c; do
-  api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$work/$n/kubo" --api "$(free_port)" --swarm "$(free_port)" 2>>"$last_log" 8>&- 9>&-)
+  api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$work/$n/kubo" --api "$(free_port)" \
+          --swarm "$(free_port)" --swarm-key "$swarm_key" 2>>"$last_log" 8>&- 9>&-)
   API[$n]=$api MADDR[$n]="/ip4/127.0.0.1/tcp/${api##*:}"
 done
 declare -A SWARM

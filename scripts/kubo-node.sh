@@ -3,21 +3,24 @@
 # RUNNING_IPFS_HERE.md): loopback only, no bootstrap, no DHT/delegated routing, no
 # mDNS, no AutoTLS/AutoConf, no telemetry.
 #
-#   kubo-node.sh start DIR [--offline] [--api PORT] [--swarm PORT]
+#   kubo-node.sh start DIR [--offline] [--api PORT] [--swarm PORT] [--swarm-key FILE]
 #       inits DIR as IPFS_PATH if needed, starts the daemon, waits for its API and
 #       prints the API URL (http://127.0.0.1:PORT). Port 0 (default) picks a free one.
+#       --swarm-key makes the node part of a private network (libp2p PSK): it only talks
+#       to nodes holding the same key, and refuses to start without it (LIBP2P_FORCE_PNET).
 #   kubo-node.sh stop DIR
 #   kubo-node.sh api DIR        prints the API URL of a running node
 set -euo pipefail
 TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 IPFS="${IPFS_BIN:-$TOOLS/bin/ipfs}"
 cmd="${1:?usage: kubo-node.sh start|stop|api DIR}"; dir="${2:?DIR missing}"; shift 2
-offline=""; api_port=0; swarm_port=0
+offline=""; api_port=0; swarm_port=0; swarm_key=
 while [ $# -gt 0 ]; do
   case "$1" in
     --offline) offline="--offline"; shift;;
     --api) api_port="$2"; shift 2;;
     --swarm) swarm_port="$2"; shift 2;;
+    --swarm-key) swarm_key="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -68,6 +71,10 @@ case "$cmd" in
       configure >>"$dir/init.log" 2>&1
     fi
     rm -f "$dir/api"
+    if [ -n "$swarm_key" ]; then
+      install -m 0600 "$swarm_key" "$dir/swarm.key"
+      export LIBP2P_FORCE_PNET=1
+    fi
     # The daemon outlives this script; its log stays in DIR for post-mortems.
     nohup "$IPFS" daemon $offline --migrate=false >"$dir/daemon.log" 2>&1 &
     echo $! >"$dir/ipcs-kubo.pid"

@@ -1,0 +1,582 @@
+#!/usr/bin/env bash
+# Benchmark: ipcs against containerd's built-in content store, side by side, same data.
+#
+#   integration/bench.sh
+#
+# Measurements (each repeated BENCH_REPS times, default 5; builtin and ipcs alternate):
+#   1. pull    `ctr images pull --plain-http` (with unpack) of the `huge` test image from a
+#              local registry; containerd 1.6 (Debian) with its built-in store vs the same
+#              binary with ipcs as its content proxy plugin. Every repetition starts from
+#              fresh containerd, ipcs and Kubo directories (an empty store). Reported: total,
+#              and ctr's own split into fetch and unpack.
+#   2. ingest  one BENCH_INGEST_BYTES (1 GiB) blob through the Write stream
+#              (examples/content_bench.rs): containerd's socket (built-in store) vs ipcs's
+#              socket, plus containerd -> ipcs proxy, plus `ipfs add` of the same file alone.
+#              Fresh daemons and Kubo repo per repetition.
+#   3. read    BENCH_READ_BYTES (256 MiB) blob read as one Read RPC per 32 KiB (containerd's
+#              unpack pattern) and one Read RPC per 1 MiB.
+#   4. memory  VmHWM of the (fresh) ipcs process after each 1 GiB ingest.
+#   5. metadata Info p50/p99 with BENCH_META_BLOBS (10 000) tiny blobs committed; commit
+#              latency of a small blob with 0 vs BENCH_META_BLOBS blobs committed; Kubo's own
+#              add+pin latency at both points (to separate Kubo from ipcs).
+#   6. peer to peer: not measured.
+# Prints the table at the end and writes it, with machine info, into BENCHMARKS.md
+# (BENCH_OUT). Anything in BENCHMARKS.md below the line "<!-- notes -->" is kept.
+#
+# Env: BENCH_REPS (5), BENCH_INGEST_BYTES (1073741824), BENCH_READ_BYTES (268435456),
+#      BENCH_META_BLOBS (10000), BENCH_META_ROUNDS (= BENCH_REPS), BENCH_WARMUP (1),
+#      BENCH_OUT (BENCHMARKS.md at the repo root; "-" = do not write), IPCS_IMAGES,
+#      IPCS_TOOLS, KEEP_WORK=1 (keep the work dir), BENCH_SKIP (comma list of
+#      pull,ingest,read,meta to skip; for development only).
+# All daemons bind 127.0.0.1 or unix sockets in a work dir under /tmp; all are stopped on exit.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=integration/lib.sh
+. "$root/integration/lib.sh"
+TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
+IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
+IPFS="${IPFS_BIN:-$TOOLS/bin/ipfs}"
+REPS="${BENCH_REPS:-5}"
+INGEST_BYTES="${BENCH_INGEST_BYTES:-1073741824}"
+READ_BYTES="${BENCH_READ_BYTES:-268435456}"
+META_BLOBS="${BENCH_META_BLOBS:-10000}"
+META_ROUNDS="${BENCH_META_ROUNDS:-$REPS}"
+WARMUP="${BENCH_WARMUP:-1}"
+OUT="${BENCH_OUT:-$root/BENCHMARKS.md}"
+SKIP=",${BENCH_SKIP:-},"
+NS=bench
+LEASE=bench-lease
+PULL_TIMEOUT=600
+
+exec 8>&1 9>&2
+started_ns=$(date +%s%N)
+work=$(mktemp -d /tmp/ipcs-bench-XXXXXX)
+logs="$work/logs"; mkdir -p "$logs"
+results="$work/results.tsv"; : >"$results"
+# Binaries are copied: a concurrent `cargo build` must not swap them mid-run.
+IPCS="$work/bin/ipcs"; BENCH="$work/bin/content_bench"
+reg_dir="$work/registry"
+ipcs_pid=""
+live_kubo=() live_cd=()
+
+# ------------------------------------------------------------------------------ helpers
+log() { echo "[bench $(date +%T)] $*" >&2; }
+skip() { [[ "$SKIP" == *",$1,"* ]]; }
+record() { printf '%s\t%s\t%s\n' "$1" "$2" "$3" >>"$results"; }   # KEY VARIANT VALUE
+hwm_mib() { awk '/^VmHWM:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+jget() { jq -r ".$2" <<<"$1"; }
+
+kubo_start() {  # kubo_start DIR -> sets $api, $kubo_ma
+  local dir="$1"
+  api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$dir" --offline 2>"$logs/kubo-start.log" 8>&- 9>&-)
+  [[ "$api" =~ ^http://127\.0\.0\.1:([0-9]+)$ ]] || { log "bad Kubo API URL '$api'"; cat "$logs/kubo-start.log" >&2; return 1; }
+  kubo_ma="/ip4/127.0.0.1/tcp/${BASH_REMATCH[1]}"
+  live_kubo+=("$dir")
+}
+kubo_stop() { timeout 60 "$root/scripts/kubo-node.sh" stop "$1" >/dev/null 2>&1 || true; }
+kubo_pid() { cat "$1/ipcs-kubo.pid"; }
+ipfs() { local t="$1"; shift; timeout -k 5 "$t" "$IPFS" --api "$kubo_ma" "$@"; }
+
+ipcs_start() {  # ipcs_start DIR (socket DIR/ipcs.sock, data DIR/data, log DIR/ipcs.log) API
+  local dir="$1" url="$2"
+  mkdir -p "$dir"
+  "$IPCS" serve --socket "$dir/ipcs.sock" --data-dir "$dir/data" --kubo-api "$url" \
+    </dev/null >/dev/null 2>>"$dir/ipcs.log" 8>&- 9>&- &
+  ipcs_pid=$!
+  local _
+  for _ in $(seq 1 300); do
+    if [ -S "$dir/ipcs.sock" ] && timeout 10 "$IPCS" blobs --socket "$dir/ipcs.sock" >/dev/null 2>&1; then return 0; fi
+    kill -0 "$ipcs_pid" 2>/dev/null || { log "ipcs exited during start-up"; tail -n 20 "$dir/ipcs.log" >&2; return 1; }
+    sleep 0.1
+  done
+  log "ipcs did not answer within 30 s"; return 1
+}
+ipcs_stop() {
+  [ -n "$ipcs_pid" ] || return 0
+  kill -TERM "$ipcs_pid" 2>/dev/null || true
+  local _
+  for _ in $(seq 1 100); do kill -0 "$ipcs_pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$ipcs_pid" 2>/dev/null || true
+  wait "$ipcs_pid" 2>/dev/null || true
+  ipcs_pid=""
+}
+
+cd_start() {  # cd_start DIR --builtin-content | --content-socket SOCK
+  local dir="$1"; shift
+  timeout 120 "$root/integration/containerd-node.sh" start "$dir" --version 1.6 "$@" \
+    >/dev/null 2>"$logs/containerd-start.log" 8>&- 9>&- \
+    || { cat "$logs/containerd-start.log" >&2; return 1; }
+  live_cd+=("$dir")
+}
+cd_stop() { timeout 120 "$root/integration/containerd-node.sh" stop "$1" >/dev/null 2>&1 || true; }
+ctr() { local dir="$1" t="$2"; shift 2; timeout -k 10 "$t" "$dir/ctr" -n "$NS" "$@"; }
+lease() { ctr "$1" 60 leases create --id "$LEASE" >/dev/null; }
+
+# bench SOCKET_OR_CONTAINERD_DIR ARGS...: the bench client against ipcs (a socket path) or
+# containerd (a containerd-node dir: its socket, namespace and lease).
+bench() {
+  local target="$1"; shift
+  if [ -d "$target" ]; then
+    timeout -k 10 900 "$BENCH" "$1" --socket "$target/containerd.sock" --namespace "$NS" --lease "$LEASE" "${@:2}"
+  else
+    timeout -k 10 900 "$BENCH" "$1" --socket "$target" "${@:2}"
+  fi
+}
+
+# Go duration (1m2.5s, 7.76s, 850ms) -> seconds.
+go_duration() {
+  awk '{ s = $0; t = 0
+         while (match(s, /^[0-9.]+(h|ms|m|s|us|µs|ns)/)) {
+           tok = substr(s, 1, RLENGTH); s = substr(s, RLENGTH + 1)
+           match(tok, /^[0-9.]+/); v = substr(tok, 1, RLENGTH); u = substr(tok, RLENGTH + 1)
+           if (u == "h") t += v * 3600; else if (u == "m") t += v * 60; else if (u == "s") t += v
+           else if (u == "ms") t += v / 1e3; else if (u == "ns") t += v / 1e9; else t += v / 1e6
+         }
+         if (t > 0) printf "%.3f", t }'
+}
+
+settle() { sync; sleep 1; }   # flush the previous step's dirty pages before timing the next
+
+rmdir_fresh() { rm -rf "$1"; mkdir -p "$1"; }
+
+cleanup() {
+  local rc=$?
+  set +e
+  exec >&8 2>&9
+  trap - EXIT INT TERM
+  ipcs_stop
+  local d
+  for d in "${live_cd[@]}"; do cd_stop "$d"; done
+  for d in "${live_kubo[@]}"; do kubo_stop "$d"; done
+  "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
+  if [ "$rc" -ne 0 ]; then
+    log "FAILED (exit status $rc); logs and results kept in $work"
+  elif [ -n "${KEEP_WORK:-}" ]; then
+    log "work dir kept: $work"
+  else
+    rm -rf "$work"
+  fi
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# -------------------------------------------------------------------------------- setup
+log "work dir $work; $REPS repetitions"
+for b in "$IPFS" /usr/bin/containerd /usr/bin/ctr; do
+  [ -x "$b" ] || { log "missing $b (make setup)"; exit 1; }
+done
+for t in jq python3 curl skopeo; do command -v "$t" >/dev/null || { log "missing $t"; exit 1; }; done
+log "building ipcs and examples/content_bench (cargo build --release)"
+(cd "$root" && cargo build --release --locked --bin ipcs --example content_bench) >"$logs/cargo.log" 2>&1 \
+  || { tail -n 30 "$logs/cargo.log" >&2; exit 1; }
+mkdir -p "$work/bin"
+cp "$root/target/release/ipcs" "$IPCS"
+cp "$root/target/release/examples/content_bench" "$BENCH"
+
+if ! skip pull; then
+  log "building the huge test image (cached in $IMAGES) and starting the registry"
+  timeout 1800 "$root/integration/images/build-images.sh" --only huge "$IMAGES" >"$logs/build-images.log" 2>&1 \
+    || { tail -n 20 "$logs/build-images.log" >&2; exit 1; }
+  "$root/integration/images/registry.sh" start "$reg_dir" --port "$(free_port)" >/dev/null 2>"$logs/registry.log" 8>&- 9>&-
+  reg=$("$root/integration/images/registry.sh" hostport "$reg_dir")
+  timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" huge >"$logs/push.log" 2>&1 \
+    || { cat "$logs/push.log" >&2; exit 1; }
+  HUGE="$reg/ipcs/huge:v1"
+  huge_layers=$(awk -F'\t' '$1 == "huge" { print $6 }' "$IMAGES/summary.tsv")
+  huge_bytes=$(awk -F'\t' '$1 == "huge" { print $7 }' "$IMAGES/summary.tsv")
+  log "registry $reg, $HUGE: $huge_layers layers, $huge_bytes bytes compressed"
+fi
+
+# ---------------------------------------------------------------------------- 1. pull
+# One pull into a fresh node; VARIANT builtin|ipcs; records total/fetch/unpack seconds.
+pull_once() {
+  local variant="$1" tag="$2" d="$work/pull-$2"
+  rm -rf "$d"; mkdir -p "$d"
+  if [ "$variant" = ipcs ]; then
+    kubo_start "$d/kubo"
+    ipcs_start "$d/ipcs" "$api"
+    cd_start "$d/cd" --content-socket "$d/ipcs/ipcs.sock"
+  else
+    cd_start "$d/cd" --builtin-content
+  fi
+  settle
+  local t0 t1 rc=0
+  t0=$(now_ms)
+  ctr "$d/cd" "$PULL_TIMEOUT" images pull --plain-http --platform linux/amd64 "$HUGE" >"$logs/pull-$tag.log" 2>&1 || rc=$?
+  t1=$(now_ms)
+  if [ "$rc" != 0 ]; then
+    log "pull $tag failed ($rc):"; tail -n 5 "$logs/pull-$tag.log" >&2
+    [ "$variant" != ipcs ] || tail -n 10 "$d/ipcs/ipcs.log" >&2
+    return 1
+  fi
+  local total unpack n
+  total=$(awk -v ms=$((t1 - t0)) 'BEGIN { printf "%.3f", ms / 1000 }')
+  # ctr 1.6 prints "done: DURATION" timed from the start of the unpack.
+  unpack=$(sed -n 's/^done: \([0-9.hmsuµn]*\).*/\1/p' "$logs/pull-$tag.log" | tail -n 1 | go_duration)
+  n=$(ctr "$d/cd" 60 content ls -q | wc -l)
+  if [ "$n" -ne $((huge_layers + 2)) ]; then log "pull $tag: content ls lists $n blobs, want $((huge_layers + 2))"; return 1; fi
+  if [ "$variant" = ipcs ]; then
+    local nb; nb=$(timeout 30 "$IPCS" blobs --socket "$d/ipcs/ipcs.sock" | wc -l)
+    [ "$nb" -eq "$n" ] || { log "pull $tag: ipcs has $nb blobs, containerd $n"; return 1; }
+  fi
+  if [ "$tag" != warmup-$variant ]; then
+    record pull.total "$variant" "$total"
+    [ -z "$unpack" ] || { record pull.unpack "$variant" "$unpack"
+                          record pull.fetch "$variant" "$(awk -v t="$total" -v u="$unpack" 'BEGIN { printf "%.3f", t - u }')"; }
+    record pull.containerd_hwm "$variant" "$(hwm_mib "$(cat "$d/cd/containerd.pid")")"
+    if [ "$variant" = ipcs ]; then
+      record pull.ipcs_hwm ipcs "$(hwm_mib "$ipcs_pid")"
+      record pull.kubo_hwm ipcs "$(hwm_mib "$(kubo_pid "$d/kubo")")"
+    fi
+  fi
+  log "pull $tag: ${total} s (unpack ${unpack:-?} s), $n blobs"
+  cd_stop "$d/cd"
+  if [ "$variant" = ipcs ]; then ipcs_stop; kubo_stop "$d/kubo"; fi
+  rm -rf "$d"
+}
+
+if ! skip pull; then
+  log "== 1. pull of huge ($huge_layers layers), $REPS x builtin and ipcs, alternating"
+  if [ "$WARMUP" = 1 ]; then pull_once builtin warmup-builtin; pull_once ipcs warmup-ipcs; fi
+  for r in $(seq 1 "$REPS"); do
+    if [ $((r % 2)) = 1 ]; then order="builtin ipcs"; else order="ipcs builtin"; fi
+    for v in $order; do pull_once "$v" "$v-$r"; done
+  done
+  record load.after_pull - "$(cut -d' ' -f1 /proc/loadavg)"
+fi
+
+# --------------------------------------------------------------------------- 2. ingest
+ingest_once() {  # VARIANT builtin|ipcs|proxy|ipfsadd, REP
+  local variant="$1" r="$2" d="$work/ingest-$1-$2" out
+  rm -rf "$d"; mkdir -p "$d"
+  case "$variant" in
+    builtin)
+      cd_start "$d/cd" --builtin-content; lease "$d/cd"; settle
+      out=$(bench "$d/cd" ingest --size "$INGEST_BYTES" --seed 1 --ref "bench-ingest-$r")
+      record ingest.containerd_hwm builtin "$(hwm_mib "$(cat "$d/cd/containerd.pid")")"
+      cd_stop "$d/cd";;
+    ipcs)
+      kubo_start "$d/kubo"; ipcs_start "$d/ipcs" "$api"; settle
+      out=$(bench "$d/ipcs/ipcs.sock" ingest --size "$INGEST_BYTES" --seed 1 --ref "bench-ingest-$r")
+      record ingest.ipcs_hwm ipcs "$(hwm_mib "$ipcs_pid")"
+      record ingest.kubo_hwm ipcs "$(hwm_mib "$(kubo_pid "$d/kubo")")"
+      ipcs_cid=$(timeout 30 "$IPCS" blobs --socket "$d/ipcs/ipcs.sock" | awk '{ print $2 }')
+      ipcs_stop; kubo_stop "$d/kubo";;
+    proxy)
+      kubo_start "$d/kubo"; ipcs_start "$d/ipcs" "$api"
+      cd_start "$d/cd" --content-socket "$d/ipcs/ipcs.sock"; lease "$d/cd"; settle
+      out=$(bench "$d/cd" ingest --size "$INGEST_BYTES" --seed 1 --ref "bench-ingest-$r")
+      record ingest.proxy_ipcs_hwm proxy "$(hwm_mib "$ipcs_pid")"
+      cd_stop "$d/cd"; ipcs_stop; kubo_stop "$d/kubo";;
+    ipfsadd)
+      kubo_start "$d/kubo"; settle
+      local t0 t1 cid
+      t0=$(now_ms)
+      cid=$(ipfs 900 add --cid-version 1 --raw-leaves --chunker size-262144 --pin -Q --progress=false "$ingest_file")
+      t1=$(now_ms)
+      out=$(jq -nc --arg s "$(awk -v ms=$((t1 - t0)) 'BEGIN { printf "%.3f", ms / 1000 }')" \
+                   --arg c "$cid" --argjson b "$INGEST_BYTES" \
+            '{seconds: ($s | tonumber), mb_per_s: ($b / 1e6 / ($s | tonumber)), commit_seconds: null, cid: $c}')
+      add_cid="$cid"
+      kubo_stop "$d/kubo";;
+  esac
+  record ingest.mbps "$variant" "$(jget "$out" mb_per_s)"
+  record ingest.seconds "$variant" "$(jget "$out" seconds)"
+  [ "$(jget "$out" commit_seconds)" = null ] || record ingest.commit_s "$variant" "$(jget "$out" commit_seconds)"
+  log "ingest $variant #$r: $(jget "$out" mb_per_s) MB/s ($(jget "$out" seconds) s, commit $(jget "$out" commit_seconds) s)"
+  rm -rf "$d"
+}
+
+if ! skip ingest; then
+  log "== 2. ingest of $INGEST_BYTES bytes: builtin, ipcs, containerd->ipcs proxy, ipfs add alone"
+  ingest_file="$work/ingest.bin"
+  gen=$(timeout 600 "$BENCH" gen --size "$INGEST_BYTES" --seed 1 --out "$ingest_file")
+  log "test data: $(jget "$gen" digest)"
+  ipcs_cid="" add_cid=""
+  for r in $(seq 1 "$REPS"); do
+    if [ $((r % 2)) = 1 ]; then order="builtin ipcs proxy ipfsadd"; else order="ipfsadd proxy ipcs builtin"; fi
+    for v in $order; do ingest_once "$v" "$r"; done
+  done
+  if [ -n "$ipcs_cid" ] && [ "$ipcs_cid" = "$add_cid" ]; then record ingest.cid_match - yes
+  else record ingest.cid_match - "no ($ipcs_cid vs $add_cid)"; fi
+  rm -f "$ingest_file"
+  record load.after_ingest - "$(cut -d' ' -f1 /proc/loadavg)"
+fi
+
+# ----------------------------------------------------------------------------- 3. read
+if ! skip read; then
+  log "== 3. reads of a $READ_BYTES-byte blob: one Read RPC per 32 KiB and per 1 MiB"
+  d="$work/read"; mkdir -p "$d"
+  cd_start "$d/cdb" --builtin-content; lease "$d/cdb"
+  kubo_start "$d/kubo"; ipcs_start "$d/ipcs" "$api"
+  cd_start "$d/cdp" --content-socket "$d/ipcs/ipcs.sock"; lease "$d/cdp"
+  read_digest=$(jget "$(bench "$d/cdb" ingest --size "$READ_BYTES" --seed 3)" digest)
+  bench "$d/ipcs/ipcs.sock" ingest --size "$READ_BYTES" --seed 3 >/dev/null
+  # The proxy path needs its own blob: one ipcs already holds is not added to containerd's
+  # namespace by a Write through containerd.
+  proxy_digest=$(jget "$(bench "$d/cdp" ingest --size "$READ_BYTES" --seed 4)" digest)
+  declare -A read_target=([builtin]="$d/cdb" [ipcs]="$d/ipcs/ipcs.sock" [proxy]="$d/cdp")
+  declare -A read_dg=([builtin]="$read_digest" [ipcs]="$read_digest" [proxy]="$proxy_digest")
+  for v in builtin ipcs proxy; do   # untimed: verifies the bytes and warms the page cache
+    bench "${read_target[$v]}" read --digest "${read_dg[$v]}" --size "$READ_BYTES" --chunk 1MiB --verify >/dev/null
+  done
+  settle
+  for r in $(seq 1 "$REPS"); do
+    if [ $((r % 2)) = 1 ]; then order="builtin ipcs proxy"; else order="proxy ipcs builtin"; fi
+    for chunk in 32KiB 1MiB; do
+      for v in $order; do
+        out=$(bench "${read_target[$v]}" read --digest "${read_dg[$v]}" --size "$READ_BYTES" --chunk "$chunk")
+        record "read.$chunk.mbps" "$v" "$(jget "$out" mb_per_s)"
+        record "read.$chunk.p50" "$v" "$(jget "$out" p50_ms)"
+        record "read.$chunk.p99" "$v" "$(jget "$out" p99_ms)"
+        log "read $chunk $v #$r: $(jget "$out" mb_per_s) MB/s, p50 $(jget "$out" p50_ms) ms per RPC"
+      done
+    done
+  done
+  cd_stop "$d/cdp"; cd_stop "$d/cdb"; ipcs_stop; kubo_stop "$d/kubo"; rm -rf "$d"
+  record load.after_read - "$(cut -d' ' -f1 /proc/loadavg)"
+fi
+
+# ------------------------------------------------------------------------- 5. metadata
+# Direct Kubo add+pin of 20 distinct 64-byte files over one HTTP connection (curl -w).
+kubo_add_p50() {
+  local tag="$1" args=() i f
+  for i in $(seq 1 20); do
+    f="$work/kubo-tiny-$i"
+    printf 'kubo-bench %s %s %-40s\n' "$tag" "$i" "" >"$f"
+    args+=(-s -o /dev/null -w '%{time_total}\n' -X POST -F "file=@$f"
+           "$api/api/v0/add?cid-version=1&raw-leaves=true&chunker=size-262144&pin=true&quieter=true" --next)
+  done
+  curl "${args[@]}" -s -o /dev/null -X POST "$api/api/v0/version" | sort -n |
+    awk '{ a[NR] = $1 } END { printf "%.4f", a[int((NR + 1) / 2)] * 1000 }'
+}
+
+meta_run() {  # VARIANT builtin|ipcs
+  local variant="$1" d="$work/meta-$1" target r out
+  mkdir -p "$d"
+  if [ "$variant" = ipcs ]; then
+    kubo_start "$d/kubo"; ipcs_start "$d/ipcs" "$api"; target="$d/ipcs/ipcs.sock"
+  else
+    cd_start "$d/cd" --builtin-content; lease "$d/cd"; target="$d/cd"
+  fi
+  settle
+  for r in $(seq 1 "$META_ROUNDS"); do
+    out=$(bench "$target" commit-latency --samples 20 --prefix c0 --start $((r * 20)))
+    record meta.commit0.p50 "$variant" "$(jget "$out" p50_ms)"
+    [ "$variant" != ipcs ] || record meta.kubo_add0.p50 ipcs "$(kubo_add_p50 "zero-$r")"
+  done
+  out=$(bench "$target" populate --count "$META_BLOBS" --concurrency 8 --prefix pop)
+  record meta.populate_s "$variant" "$(jget "$out" seconds)"
+  record meta.populate_rate "$variant" "$(jget "$out" per_s)"
+  log "meta $variant: $META_BLOBS blobs committed in $(jget "$out" seconds) s ($(jget "$out" per_s)/s, concurrency 8)"
+  settle
+  for r in $(seq 1 "$META_ROUNDS"); do
+    out=$(bench "$target" commit-latency --samples 20 --prefix cN --start $((r * 20)))
+    record meta.commitN.p50 "$variant" "$(jget "$out" p50_ms)"
+    [ "$variant" != ipcs ] || record meta.kubo_addN.p50 ipcs "$(kubo_add_p50 "n-$r")"
+    out=$(bench "$target" info --count "$META_BLOBS" --samples 1000 --prefix pop --seed "$r")
+    record meta.info.p50 "$variant" "$(jget "$out" p50_ms)"
+    record meta.info.p99 "$variant" "$(jget "$out" p99_ms)"
+  done
+  log "meta $variant: info p50 $(jget "$out" p50_ms) ms, p99 $(jget "$out" p99_ms) ms (last round)"
+  if [ "$variant" = ipcs ]; then
+    record meta.ipcs_hwm ipcs "$(hwm_mib "$ipcs_pid")"
+    ipcs_stop; kubo_stop "$d/kubo"
+  else
+    cd_stop "$d/cd"
+  fi
+  rm -rf "$d"
+}
+
+if ! skip meta; then
+  log "== 5. metadata: $META_BLOBS tiny blobs, Info and commit latency"
+  meta_run builtin
+  meta_run ipcs
+  record load.after_meta - "$(cut -d' ' -f1 /proc/loadavg)"
+fi
+
+# ---------------------------------------------------------------------------- report
+elapsed_s=$(( ($(date +%s%N) - started_ns) / 1000000000 ))
+kubo_version=$("$IPFS" version --number 2>/dev/null || echo "?")
+cd_version=$(/usr/bin/containerd --version 2>/dev/null | awk '{ print $3 }')
+ipcs_rev=$(cd "$root" && git rev-parse --short HEAD 2>/dev/null || echo "?")
+if [ -n "$(cd "$root" && git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ]; then ipcs_rev="$ipcs_rev+local changes"; fi
+
+export BENCH_RESULTS="$results" BENCH_OUT="$OUT" BENCH_REPS_N="$REPS" BENCH_META_N="$META_BLOBS" \
+  BENCH_INGEST_N="$INGEST_BYTES" BENCH_READ_N="$READ_BYTES" BENCH_ELAPSED="$elapsed_s" \
+  BENCH_KUBO="$kubo_version" BENCH_CD="$cd_version" BENCH_REV="$ipcs_rev" \
+  BENCH_HUGE="${huge_layers:-?} layers, ${huge_bytes:-?} bytes compressed"
+python3 - <<'PY'
+import os, statistics, platform, re, subprocess, datetime, collections
+
+E = os.environ
+vals = collections.defaultdict(list)
+for line in open(E["BENCH_RESULTS"]):
+    k, v, x = line.rstrip("\n").split("\t")
+    vals[(k, v)].append(x)
+
+def nums(k, v):
+    return [float(x) for x in vals.get((k, v), [])]
+
+def med(k, v):
+    xs = nums(k, v)
+    return statistics.median(xs) if xs else None
+
+def fmt(x, d=2):
+    if x is None:
+        return "—"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    if abs(x) >= 10:
+        return f"{x:.1f}"
+    return f"{x:.{d}f}"
+
+def cell(k, v, d=2):
+    xs = nums(k, v)
+    if not xs:
+        return "—"
+    m = statistics.median(xs)
+    if len(xs) == 1:
+        return f"{fmt(m, d)} (1 run)"
+    return f"{fmt(m, d)} [{fmt(min(xs), d)}–{fmt(max(xs), d)}]"
+
+rows = []
+def row(label, k, unit, vb="builtin", vi="ipcs", target=None, higher=False, d=2, ratio=True, show_b=True):
+    b, i = med(k, vb), med(k, vi)
+    r = i / b if (ratio and b and i is not None) else None
+    verdict = ""
+    if target is not None and r is not None:
+        ok = r >= target if higher else r <= target
+        verdict = ("yes" if ok else "**no**")
+    tgt = "" if target is None else (f"≥ {target:.2f}×" if higher else f"≤ {target:.2f}×")
+    rows.append((f"{label} ({unit})", cell(k, vb, d) if show_b else "", cell(k, vi, d),
+                 f"{r:.2f}×" if r is not None else "", tgt, verdict))
+
+def row_abs(label, unit, value_cell, target, ok):
+    rows.append((f"{label} ({unit})", "", value_cell, "", target, "yes" if ok else "**no**"))
+
+def section(title):
+    rows.append((f"**{title}**", "", "", "", "", ""))
+
+N = int(E["BENCH_META_N"])
+ing = int(E["BENCH_INGEST_N"]); rd = int(E["BENCH_READ_N"])
+def size(n):
+    return f"{n / 2**30:g} GiB" if n >= 2**30 else f"{n / 2**20:g} MiB"
+
+if any(k == "pull.total" for k, _ in vals):
+    section(f"1. pull of huge ({E['BENCH_HUGE']}), ctr 1.6, plain HTTP, with unpack")
+    row("pull total", "pull.total", "s", target=1.10)
+    row("  fetch phase (registry → store)", "pull.fetch", "s")
+    row("  unpack phase (ctr \"done:\")", "pull.unpack", "s")
+    row("  containerd peak RSS (ipcs column: with the proxy)", "pull.containerd_hwm", "MiB", ratio=False, d=1)
+    rows.append(("  ipcs peak RSS (MiB)", "", cell("pull.ipcs_hwm", "ipcs", 1), "", "", ""))
+    rows.append(("  Kubo peak RSS (MiB)", "", cell("pull.kubo_hwm", "ipcs", 1), "", "", ""))
+if any(k == "ingest.mbps" for k, _ in vals):
+    section(f"2. ingest of one {size(ing)} blob through the Write stream (1 MiB messages)")
+    row("Write stream → commit", "ingest.mbps", "MB/s", target=0.8, higher=True)
+    row("  via containerd → ipcs proxy", "ingest.mbps", "MB/s", vi="proxy", higher=True, show_b=False)
+    row("  `ipfs add` of the same file alone", "ingest.mbps", "MB/s", vi="ipfsadd", higher=True, show_b=False)
+    row("  commit phase (COMMIT → response)", "ingest.commit_s", "s")
+    cm = vals.get(("ingest.cid_match", "-"), ["?"])[0]
+    rows.append(("  ipcs CID = `ipfs add` CID", "", cm, "", "", ""))
+if any(k.startswith("read.") for k, _ in vals):
+    section(f"3. reads of a {size(rd)} blob, sequential, one Read stream per chunk")
+    row("32 KiB per Read", "read.32KiB.mbps", "MB/s", target=0.9, higher=True)
+    rows.append(("  32 KiB per Read, p50 per RPC (ms)", cell("read.32KiB.p50", "builtin", 3),
+                 cell("read.32KiB.p50", "ipcs", 3), "", "", ""))
+    b = med("read.32KiB.mbps", "builtin"); p = med("read.32KiB.mbps", "proxy")
+    rows.append(("  32 KiB via containerd → ipcs proxy (MB/s)", "", cell("read.32KiB.mbps", "proxy"),
+                 f"{p / b:.2f}×" if b and p else "", "", ""))
+    b = med("read.1MiB.mbps", "builtin"); i = med("read.1MiB.mbps", "ipcs")
+    rows.append(("1 MiB per Read (MB/s)", cell("read.1MiB.mbps", "builtin"), cell("read.1MiB.mbps", "ipcs"),
+                 f"{i / b:.2f}×" if b and i else "", "≥ 0.90×", ("yes" if i / b >= 0.9 else "**no**") if b and i else ""))
+    p = med("read.1MiB.mbps", "proxy")
+    rows.append(("  1 MiB via containerd → ipcs proxy (MB/s)", "", cell("read.1MiB.mbps", "proxy"),
+                 f"{p / b:.2f}×" if b and p else "", "", ""))
+if ("ingest.ipcs_hwm", "ipcs") in vals:
+    section(f"4. memory during the {size(ing)} ingest (VmHWM of a fresh process)")
+    h = med("ingest.ipcs_hwm", "ipcs"); mx = max(nums("ingest.ipcs_hwm", "ipcs"))
+    rows.append(("ipcs peak RSS (MiB)", "", cell("ingest.ipcs_hwm", "ipcs", 1), "", "≤ 64 MiB",
+                 "yes" if mx <= 64 else "**no**"))
+    rows.append(("  containerd (builtin) / Kubo peak RSS (MiB)", cell("ingest.containerd_hwm", "builtin", 1),
+                 "Kubo " + cell("ingest.kubo_hwm", "ipcs", 1), "", "", ""))
+if ("meta.info.p50", "ipcs") in vals:
+    section(f"5. metadata with {N:,} tiny blobs committed".replace(",", " "))
+    row(f"Info p50, {N} blobs", "meta.info.p50", "ms", d=3)
+    row(f"Info p99, {N} blobs", "meta.info.p99", "ms", d=3)
+    row("commit latency p50, ~0 blobs", "meta.commit0.p50", "ms", d=2)
+    row(f"commit latency p50, {N} blobs", "meta.commitN.p50", "ms", d=2)
+    gb = (med("meta.commitN.p50", "builtin") or 0) / (med("meta.commit0.p50", "builtin") or 1)
+    gi = (med("meta.commitN.p50", "ipcs") or 0) / (med("meta.commit0.p50", "ipcs") or 1)
+    rows.append((f"commit latency growth, {N} vs 0 blobs", f"{gb:.2f}×", f"{gi:.2f}×", "",
+                 "ipcs ≤ 1.20×", "yes" if gi <= 1.2 else "**no**"))
+    rows.append((f"  Kubo add+pin of 64 B alone, p50, ~0 → {N} pins (ms)", "",
+                 f"{fmt(med('meta.kubo_add0.p50', 'ipcs'), 2)} → {fmt(med('meta.kubo_addN.p50', 'ipcs'), 2)}", "", "", ""))
+    rows.append((f"  time to commit {N} blobs, concurrency 8 (s)", cell("meta.populate_s", "builtin", 1),
+                 cell("meta.populate_s", "ipcs", 1), "", "", ""))
+section("6. peer to peer")
+rows.append(("node B pulling from node A vs from the registry", "", "not measured", "", "", ""))
+
+hdr = ("measurement", "builtin: median [min–max]", "ipcs: median [min–max]", "ipcs ÷ builtin", "target", "met")
+table = ["| " + " | ".join(hdr) + " |", "|" + "|".join(["---"] * len(hdr)) + "|"]
+table += ["| " + " | ".join(r) + " |" for r in rows]
+table = "\n".join(table)
+
+def cpu_model():
+    for l in open("/proc/cpuinfo"):
+        if l.startswith("model name"):
+            return l.split(":", 1)[1].strip()
+    return "?"
+mem = next(l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal"))
+now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+loads = ", ".join(f"{k[0].split('.', 1)[1]} {v[0]}" for k, v in vals.items() if k[0].startswith("load."))
+info = f"""- date: {now}; whole run {int(E['BENCH_ELAPSED']) // 60} min {int(E['BENCH_ELAPSED']) % 60} s
+- machine: {os.cpu_count()} CPUs (nproc {subprocess.run(['nproc'], capture_output=True, text=True).stdout.strip()}), {cpu_model()}, {int(mem) / 2**20:.1f} GiB RAM, kernel {platform.release()}
+- load average (1 min) after each section: {loads or '?'} (shared machine)
+- containerd {E['BENCH_CD']} (Debian), Kubo {E['BENCH_KUBO']}, ipcs {E['BENCH_REV']}
+- {E['BENCH_REPS_N']} repetitions per measurement unless marked "1 run"; median [min–max]; ratio = ipcs median ÷ builtin median"""
+
+method = f"""Method (integration/bench.sh, client examples/content_bench.rs):
+- builtin = containerd 1.6 with its own content store; ipcs = ipcs's socket directly (for pulls,
+  containerd 1.6 with ipcs as its content proxy plugin); "via containerd → ipcs proxy" = the
+  client talks to containerd, which forwards to ipcs (what containerd's own pulls and unpacks do).
+- pull: every repetition on fresh containerd, ipcs and Kubo directories (empty store), builtin and
+  ipcs alternating, one untimed warm-up pull of each first; fetch = total − ctr's unpack time.
+- ingest: deterministic PRNG data, sha256 computed in a first pass, then streamed as 1 MiB WRITE
+  messages, one in flight (as containerd's writer), then COMMIT with the expected digest; fresh
+  daemons and Kubo repo per repetition; `ipfs add --cid-version 1 --raw-leaves --chunker
+  size-262144 --pin` of the same bytes from a file. MB/s = 10^6 bytes/s.
+- read: one Read stream per chunk, sequential, after an untimed verified read of the whole blob
+  (both stores serve from the page cache).
+- metadata: {N} distinct 64-byte blobs written with 8 concurrent Write streams; 1000 Info calls on
+  random ones per round; commit latency = one whole Write stream (stat, write, commit) of a
+  64-byte blob, 20 per round, p50 per round; rounds: {E['BENCH_REPS_N']}."""
+
+doc = f"""# ipcs benchmarks
+
+Generated by `make bench` (integration/bench.sh). Do not edit above the notes marker: the next run
+rewrites it.
+
+{info}
+
+{table}
+
+{method}
+"""
+print()
+print(table)
+print()
+print(info)
+out = E["BENCH_OUT"]
+if out != "-":
+    notes = ""
+    if os.path.exists(out):
+        old = open(out).read()
+        if "<!-- notes -->" in old:
+            notes = old[old.index("<!-- notes -->"):]
+    open(out, "w").write(doc + "\n" + (notes or "<!-- notes -->\n"))
+    print(f"\nwritten to {out}")
+PY
