@@ -54,6 +54,11 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-p2p
 
+# ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
+# (~13 min on 2 cores). Not part of `make test`.
+bench: setup-kubo build
+	bash integration/bench.sh
+
 demo: setup
 	bash integration/demo.sh
 

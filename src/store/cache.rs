@@ -123,6 +123,10 @@ impl BlobCache {
     fn evict(&self, keep: Option<&Digest>) -> std::io::Result<()> {
         let victims: Vec<Digest> = {
             let mut st = self.state.lock().expect("cache state");
+            // Most calls find the cache within bounds: skip the sort over every entry.
+            if st.total <= self.max_bytes {
+                return Ok(());
+            }
             let mut by_age: Vec<(u64, Digest, u64)> = st
                 .entries
                 .iter()
