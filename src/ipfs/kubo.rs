@@ -131,21 +131,23 @@ impl KuboClient {
         op: &'static str,
         path: &str,
         query: &[(&str, String)],
-        timeout: Duration,
+        timeout: Option<Duration>,
         body: Option<reqwest::multipart::Form>,
     ) -> Result<reqwest::Response, KuboError> {
         let mut req = self
             .http
             .post(format!("{}/api/v0/{path}", self.base))
-            .query(query)
-            .timeout(timeout);
+            .query(query);
+        if let Some(t) = timeout {
+            req = req.timeout(t);
+        }
         if let Some(form) = body {
             req = req.multipart(form);
         }
         let resp = req
             .send()
             .await
-            .map_err(|e| self.classify(op, timeout, e))?;
+            .map_err(|e| self.classify(op, timeout.unwrap_or_default(), e))?;
         if resp.status().is_success() {
             return Ok(resp);
         }
@@ -180,7 +182,7 @@ impl KuboClient {
 
     pub async fn version(&self) -> Result<String, KuboError> {
         let t = self.timeout;
-        let resp = self.call("version", "version", &[], t, None).await?;
+        let resp = self.call("version", "version", &[], Some(t), None).await?;
         Ok(self.json::<VersionBody>("version", resp, t).await?.version)
     }
 
@@ -209,15 +211,35 @@ impl KuboClient {
             .file_name("blob")
             .mime_str("application/octet-stream")
             .expect("static mime type parses");
-        self.add_part(part, size, opts).await
+        let cid = self
+            .add_part(part, Some(self.transfer_timeout(size)), opts)
+            .await?;
+        Ok(AddedBlob { cid, size })
+    }
+
+    /// Imports a body that is still being produced (an ingest file followed while it is
+    /// written), with the same options as `add_file`. There is no deadline here because
+    /// the body's end is not known yet: the caller bounds the wait once it is, and
+    /// dropping the future aborts the request, so Kubo imports and pins nothing.
+    pub async fn add_stream<S>(&self, body: S, opts: &ImportOptions) -> Result<String, KuboError>
+    where
+        S: futures::TryStream + Send + 'static,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        Bytes: From<S::Ok>,
+    {
+        let part = reqwest::multipart::Part::stream(reqwest::Body::wrap_stream(body))
+            .file_name("blob")
+            .mime_str("application/octet-stream")
+            .expect("static mime type parses");
+        self.add_part(part, None, opts).await
     }
 
     async fn add_part(
         &self,
         part: reqwest::multipart::Part,
-        size: u64,
+        timeout: Option<Duration>,
         opts: &ImportOptions,
-    ) -> Result<AddedBlob, KuboError> {
+    ) -> Result<String, KuboError> {
         let op = "add";
         let form = reqwest::multipart::Form::new().part("file", part);
         let query = [
@@ -230,11 +252,12 @@ impl KuboClient {
             ("quieter", "true".to_string()),
             ("progress", "false".to_string()),
         ];
-        let t = self.transfer_timeout(size);
-        let resp = self.call(op, "add", &query, t, Some(form)).await?;
-        let text = resp.text().await.map_err(|e| self.classify(op, t, e))?;
-        let cid = text
-            .lines()
+        let resp = self.call(op, "add", &query, timeout, Some(form)).await?;
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| self.classify(op, timeout.unwrap_or_default(), e))?;
+        text.lines()
             .filter_map(|l| serde_json::from_str::<AddLine>(l).ok())
             .filter_map(|l| l.hash)
             .next_back()
@@ -242,8 +265,7 @@ impl KuboClient {
                 addr: self.base.clone(),
                 op,
                 message: format!("no CID in response {:?}", text.trim()),
-            })?;
-        Ok(AddedBlob { cid, size })
+            })
     }
 
     /// Imports a small in-memory object (e.g. a tag record) with the same options.
@@ -254,7 +276,10 @@ impl KuboClient {
     ) -> Result<AddedBlob, KuboError> {
         let size = data.len() as u64;
         let part = reqwest::multipart::Part::bytes(data).file_name("record");
-        self.add_part(part, size, opts).await
+        let cid = self
+            .add_part(part, Some(self.transfer_timeout(size)), opts)
+            .await?;
+        Ok(AddedBlob { cid, size })
     }
 
     /// Streams `length` bytes of the DAG at `cid` starting at `offset`.
@@ -272,7 +297,7 @@ impl KuboClient {
             ("length", length.to_string()),
             ("progress", "false".to_string()),
         ];
-        let resp = self.call(op, "cat", &query, t, None).await?;
+        let resp = self.call(op, "cat", &query, Some(t), None).await?;
         let me = self.clone();
         Ok(resp.bytes_stream().map_err(move |e| me.classify(op, t, e)))
     }
@@ -281,7 +306,7 @@ impl KuboClient {
     pub async fn pin_rm(&self, cid: &str) -> Result<(), KuboError> {
         let query = [("arg", cid.to_string())];
         match self
-            .call("pin rm", "pin/rm", &query, self.timeout, None)
+            .call("pin rm", "pin/rm", &query, Some(self.timeout), None)
             .await
         {
             Ok(_) => Ok(()),
@@ -294,7 +319,8 @@ impl KuboClient {
     pub async fn pin_add(&self, cid: &str, size: u64) -> Result<(), KuboError> {
         let query = [("arg", cid.to_string()), ("progress", "false".to_string())];
         let t = self.transfer_timeout(size);
-        self.call("pin add", "pin/add", &query, t, None).await?;
+        self.call("pin add", "pin/add", &query, Some(t), None)
+            .await?;
         Ok(())
     }
 
@@ -302,7 +328,10 @@ impl KuboClient {
     pub async fn is_pinned(&self, cid: &str) -> Result<bool, KuboError> {
         let op = "pin ls";
         let query = [("arg", cid.to_string()), ("type", "recursive".to_string())];
-        match self.call(op, "pin/ls", &query, self.timeout, None).await {
+        match self
+            .call(op, "pin/ls", &query, Some(self.timeout), None)
+            .await
+        {
             Ok(resp) => {
                 let body: PinLsBody = self.json(op, resp, self.timeout).await?;
                 Ok(body.keys.contains_key(cid))

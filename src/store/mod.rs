@@ -3,6 +3,7 @@
 mod cache;
 mod error;
 pub mod filter;
+mod follow_add;
 mod labels;
 mod locks;
 mod paths;

@@ -2,9 +2,12 @@
 //! resumable after a restart, and committed by publishing the file to IPFS and recording
 //! digest → CID in the index. Commit order follows containerd's local store: sync →
 //! check size → check digest → already there? drop the ingest : publish, record, cache.
+//! Publishing starts with the first appended byte (`FollowingAdd`), so the commit mostly
+//! waits for the import's tail; an import that failed is redone from the file at commit.
 use crate::digest::{Digest, Digester};
 use crate::index::{BlobRecord, Committed, IngestRecord, UnixNanos};
 use crate::store::error::{blocking, StoreError};
+use crate::store::follow_add::FollowingAdd;
 use crate::store::labels::validate_labels;
 use crate::store::locks::{Progress, RefGuard};
 use crate::store::Inner;
@@ -60,6 +63,8 @@ pub struct Writer {
     committed: bool,
     /// The digest of everything written, kept after commit closes the file.
     final_digest: Option<Digest>,
+    /// Kubo's import of the bytes written so far, begun at the first append.
+    follower: Option<FollowingAdd>,
 }
 
 pub fn validate_ref(ingest_ref: &str) -> Result<(), StoreError> {
@@ -229,6 +234,7 @@ impl Writer {
             updated_at,
             committed: false,
             final_digest: None,
+            follower: None,
         };
         w.report();
         Ok(w)
@@ -345,10 +351,20 @@ impl Writer {
             })
             .await?;
         self.offset += n;
+        match &self.follower {
+            Some(f) => f.advance(self.offset),
+            None => {
+                let path = self.inner.paths.ingest_data(&self.ingest_ref);
+                let f =
+                    FollowingAdd::start(&self.inner.kubo, path, self.offset, &self.inner.import);
+                self.follower = Some(f);
+            }
+        }
         Ok(())
     }
 
     async fn truncate(&mut self) -> Result<(), StoreError> {
+        self.follower = None;
         let r = self.ingest_ref.clone();
         self.updated_at = self
             .with_io(move |file, digester| {
@@ -389,17 +405,14 @@ impl Writer {
             self.drop_ingest().await?;
             return Err(StoreError::AlreadyExists(format!("content {actual}")));
         }
-        let data_path = self.inner.paths.ingest_data(&self.ingest_ref);
-        let added = self
-            .inner
-            .kubo
-            .add_file(&data_path, self.offset, &self.inner.import)
+        let cid = self
+            .publish()
             .await
             .map_err(StoreError::ipfs(format!("publishing {actual} to ipfs")))?;
         let t = now();
         let record = BlobRecord {
             digest: actual.to_string(),
-            cid: added.cid,
+            cid,
             size: self.offset,
             labels,
             created_at: t,
@@ -437,7 +450,30 @@ impl Writer {
         Ok(())
     }
 
+    /// The CID of the whole file: the following import's, or a fresh import of the file
+    /// when none ran or it failed (Kubo restarted meanwhile, say). A stalled Kubo is not
+    /// retried: the deadline has already been spent once.
+    async fn publish(&mut self) -> Result<String, crate::ipfs::KuboError> {
+        let kubo = &self.inner.kubo;
+        let deadline = kubo.transfer_timeout(self.offset);
+        if let Some(f) = self.follower.take() {
+            match f.finish(self.offset, deadline).await {
+                Ok(cid) => return Ok(cid),
+                Err(e @ crate::ipfs::KuboError::Timeout { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::warn!(ingest = %self.ingest_ref, error = %e, "import while writing failed; importing the file again");
+                }
+            }
+        }
+        let path = self.inner.paths.ingest_data(&self.ingest_ref);
+        Ok(kubo
+            .add_file(&path, self.offset, &self.inner.import)
+            .await?
+            .cid)
+    }
+
     async fn drop_ingest(&mut self) -> Result<(), StoreError> {
+        self.follower = None;
         self.io = None;
         self.committed = true;
         let inner = self.inner.clone();

@@ -53,6 +53,37 @@ pub fn ipfs(args: &[&str], stdin: Option<&Path>) -> Result<Vec<u8>, String> {
     }
 }
 
+/// The CID `ipfs add` gives `data` with ipcs's import options, without storing it.
+pub fn expected_cid(data: &[u8]) -> String {
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), data).unwrap();
+    let out = ipfs(
+        &[
+            "add",
+            "--only-hash",
+            "-Q",
+            "--cid-version",
+            "1",
+            "--raw-leaves",
+            "--chunker",
+            "size-262144",
+            tmp.path().to_str().unwrap(),
+        ],
+        None,
+    )
+    .unwrap();
+    String::from_utf8(out).unwrap().trim().to_string()
+}
+
+/// Whether `cid` is among the Kubo node's recursive pins.
+pub fn is_pinned(cid: &str) -> bool {
+    let pins = ipfs(&["pin", "ls", "--type", "recursive", "-q"], None).unwrap();
+    String::from_utf8(pins)
+        .unwrap()
+        .lines()
+        .any(|l| l.trim() == cid)
+}
+
 pub fn sha256_digest(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
