@@ -13,6 +13,8 @@ pub fn to_status(e: StoreError) -> Status {
         StoreError::FailedPrecondition(_) => Code::FailedPrecondition,
         StoreError::OutOfRange(_) => Code::OutOfRange,
         StoreError::Locked { .. } => Code::Unavailable,
+        // Not UNAVAILABLE: containerd would retry that forever as "locked".
+        StoreError::LimitExceeded(_) => Code::ResourceExhausted,
         StoreError::Ipfs {
             source: KuboError::Timeout { .. },
             ..
@@ -26,7 +28,10 @@ pub fn to_status(e: StoreError) -> Status {
         | StoreError::Io { .. }
         | StoreError::Internal(_) => Code::Internal,
     };
-    if matches!(
+    if matches!(e, StoreError::LimitExceeded(_)) {
+        // Expected under load and possibly frequent: not an error of ipcs itself.
+        tracing::warn!(error = %e, "request refused");
+    } else if matches!(
         code,
         Code::Internal | Code::DeadlineExceeded | Code::DataLoss | Code::ResourceExhausted
     ) {
@@ -75,6 +80,10 @@ mod tests {
             ),
             (StoreError::OutOfRange("x".into()), Code::OutOfRange),
             (StoreError::DataLoss("x".into()), Code::DataLoss),
+            (
+                StoreError::LimitExceeded("x".into()),
+                Code::ResourceExhausted,
+            ),
         ];
         for (e, code) in cases {
             assert_eq!(to_status(e).code(), code);
