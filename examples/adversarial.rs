@@ -7,7 +7,7 @@
 //! non-zero on failures. Used by integration/adversarial.sh, which checks the rest (no
 //! panic, no file outside the data dir, peak RSS).
 //!
-//!   adversarial --socket P [--count N] [--concurrency C] [--seed S]
+//!   adversarial --socket P [--count N] [--concurrency C] [--seed S] [--flood N]
 use ipcs::server::client;
 use ipcs::server::proto::content_client::ContentClient;
 use ipcs::server::proto::*;
@@ -581,6 +581,46 @@ async fn scenario(ctx: &Ctx, c: &mut Client, r: &mut Rng, worker: usize, i: u64)
     }
 }
 
+/// More Write streams held open at once than max_open_ingests allows (spread over 10
+/// connections: HTTP/2 caps concurrent streams per connection at 200). The excess must
+/// get RESOURCE_EXHAUSTED naming the key; once the streams are gone, Abort (GC) cleans up.
+async fn flood(ctx: &Ctx, conns: &mut [Client], n: usize, seed: u64) {
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for i in 0..n {
+        let c = &mut conns[i % conns.len()];
+        let rf = format!("flood-{seed}-{i}");
+        match timed(Session::open(c, msg(WriteAction::Stat, &rf, 0, 0, ""))).await {
+            Ok((s, _)) => {
+                ctx.record("flood: open", &[OK], Ok(()));
+                held.push((s, rf));
+            }
+            Err(e) => {
+                if e.code() == ResourceExhausted {
+                    refused += 1;
+                }
+                let res = if e.message().contains("max_open_ingests") {
+                    Err(e)
+                } else {
+                    Err(Status::new(Unknown, format!("limit not named: {e:?}")))
+                };
+                ctx.record("flood: open", &[ResourceExhausted], res);
+            }
+        }
+    }
+    println!(
+        "flood: {} Write streams held at once, {refused} refused with RESOURCE_EXHAUSTED",
+        held.len()
+    );
+    let refs: Vec<String> = held.iter().map(|(_, r)| r.clone()).collect();
+    drop(held);
+    for (i, rf) in refs.into_iter().enumerate() {
+        let c = &mut conns[i % conns.len()];
+        let res = timed(c.abort(AbortRequest { r#ref: rf })).await.map(|_| ());
+        ctx.record("flood: abort", &[OK], res);
+    }
+}
+
 async fn put(c: &mut Client, rf: &str, data: &[u8]) -> Result<String, Status> {
     let d = sha(data);
     let (mut s, _) = Session::open(c, msg(WriteAction::Stat, rf, 0, data.len() as i64, "")).await?;
@@ -662,6 +702,14 @@ async fn run() -> Result<bool, String> {
         known,
         known_data,
     });
+    let flood_n = num("flood", 1200)? as usize;
+    if flood_n > 0 {
+        let mut conns = Vec::new();
+        for _ in 0..10 {
+            conns.push(connect().await?);
+        }
+        flood(&ctx, &mut conns, flood_n, seed).await;
+    }
     let started = Instant::now();
     let mut tasks = Vec::new();
     for w in 0..conc {

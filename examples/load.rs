@@ -2,12 +2,12 @@
 //! contending on one ref (containerd semantics: one holder at a time, the others get
 //! UNAVAILABLE "ref … locked" after lock_wait and retry), and R readers, for --secs.
 //! Checks: every request finishes within --deadline-secs; completed operations grow every
-//! few seconds (no deadlock); every commit that returned OK is afterwards Info- and
+//! second (--stall-secs; no deadlock); every commit that returned OK is afterwards Info- and
 //! Read-able with the right sha256 and its CID is pinned (recursively) in Kubo. Prints ops/s
 //! per kind, errors by code and p50/p99 latency; exits non-zero on any failure.
 //!
 //!   load --socket P --kubo-api URL [--secs 60] [--writers 64] [--contenders 8]
-//!        [--readers 32] [--max-blob-kib 64] [--deadline-secs 30] [--seed 1]
+//!        [--readers 32] [--max-blob-kib 64] [--deadline-secs 30] [--stall-secs 1] [--seed 1]
 use ipcs::server::client;
 use ipcs::server::proto::admin::admin_client::AdminClient;
 use ipcs::server::proto::admin::BlobsRequest;
@@ -355,6 +355,8 @@ async fn run() -> Result<bool, String> {
     for i in 0..readers as usize {
         tasks.push(tokio::spawn(reader(sh.clone(), cr.clone(), i, seed)));
     }
+    // Progress is required in every --stall-secs window (default: every second).
+    let stall = Duration::from_secs(num("stall-secs", 1)?);
     let started = Instant::now();
     let mut ok = true;
     let mut last = 0u64;
@@ -370,8 +372,8 @@ async fn run() -> Result<bool, String> {
         );
         if done > last {
             stalled_since = Instant::now();
-        } else if stalled_since.elapsed() > Duration::from_secs(10) {
-            println!("DEADLOCK? no operation completed for 10 s");
+        } else if stalled_since.elapsed() >= stall {
+            println!("DEADLOCK? no operation completed for {stall:?}");
             ok = false;
             break;
         }

@@ -3,14 +3,14 @@
 # LOAD_WRITERS (64) writers on distinct refs, LOAD_CONTENDERS (8) on one ref and
 # LOAD_READERS (32) readers for LOAD_SECS (60) seconds. The client checks deadlines,
 # progress, lost commits and Kubo pins; this script also checks that ipcs stays alive
-# without a panic and that its peak RSS (VmHWM) stays under LOAD_MAX_RSS_MIB (512).
+# without a panic and that its peak RSS (VmHWM) stays under LOAD_MAX_RSS_MIB (256).
 #   integration/load.sh            # 60 s (make test-load)
 #   LOAD_SECS=10 integration/load.sh   # short run (make test-reliability-load)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/stack.sh
 . "$root/integration/stack.sh"
-SECS="${LOAD_SECS:-60}"; MAX_RSS_MIB="${LOAD_MAX_RSS_MIB:-512}"
+SECS="${LOAD_SECS:-60}"; MAX_RSS_MIB="${LOAD_MAX_RSS_MIB:-256}"
 IPCS_EXTRA_ARGS=()
 
 cargo build --release --offline --quiet --bin ipcs --example load
@@ -24,7 +24,8 @@ fail=0
 set +e
 "$work/load" --socket "$SOCK" --kubo-api "$KUBO_API" --secs "$SECS" \
   --writers "${LOAD_WRITERS:-64}" --contenders "${LOAD_CONTENDERS:-8}" --readers "${LOAD_READERS:-32}" \
-  --max-blob-kib "${LOAD_MAX_BLOB_KIB:-64}" --deadline-secs "${LOAD_DEADLINE_SECS:-30}"
+  --max-blob-kib "${LOAD_MAX_BLOB_KIB:-64}" --deadline-secs "${LOAD_DEADLINE_SECS:-30}" \
+  --stall-secs "${LOAD_STALL_SECS:-1}"
 rc=$?
 set -e
 [ $rc -eq 0 ] || { echo "FAIL: load client exited $rc"; fail=1; }
