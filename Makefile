@@ -7,7 +7,8 @@ export IPCS_TOOLS
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
-        test-unit test-conformance test-e2e test-p2p demo bench clean
+        test-unit test-conformance test-e2e test-p2p demo bench clean \
+        test-adversarial test-load test-reliability-load test-reliability
 
 setup: setup-system setup-kubo setup-cluster setup-containerd build
 
@@ -47,6 +48,22 @@ test-e2e: setup build
 # Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
 test-p2p: setup build
 	bash integration/p2p.sh
+
+# >= 10 000 malformed/hostile requests over the socket: no panic, contract codes only, no
+# file outside the data dir, bounded RSS, store still works (~2 min).
+test-adversarial: setup-kubo build
+	bash integration/adversarial.sh
+
+# 64 writers + 8 on one ref + 32 readers for 60 s: no deadlock, no lost commit, bounded RSS.
+test-load: setup-kubo build
+	LOAD_SECS=$${LOAD_SECS:-60} bash integration/load.sh
+
+# The same load for 10 s, for `make test`.
+test-reliability-load: setup-kubo build
+	LOAD_SECS=10 bash integration/load.sh
+
+# What the lead wires into `make test`: adversarial run + short load.
+test-reliability: test-adversarial test-reliability-load
 
 test: setup lint
 	@$(MAKE) --no-print-directory test-unit

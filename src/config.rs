@@ -4,6 +4,11 @@ use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+/// containerd's limit for one label: key and value together.
+pub const MAX_ONE_LABEL_BYTES: usize = 4096;
+/// Hard upper bound of `max_ref_bytes` (refs are index keys and log fields).
+pub const MAX_REF_BYTES: usize = 4096;
+
 /// How blobs become UnixFS DAGs. Passed explicitly on every import so that a Kubo
 /// configured differently still produces the same CIDs.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -42,6 +47,14 @@ pub struct Config {
     pub lock_wait_ms: u64,
     /// gRPC message limit both ways (containerd sends up to 16 MiB).
     pub max_message_bytes: usize,
+    /// Write streams holding an ingest at once; one more gets RESOURCE_EXHAUSTED. Each
+    /// holds an open file and a hasher, so this bounds fds and memory under a flood.
+    pub max_open_ingests: usize,
+    /// Total bytes of one blob's labels (keys + values). containerd itself only limits
+    /// each key + value to 4096 bytes; this bounds what one record can make us store.
+    pub max_label_bytes: usize,
+    /// Longest ingest ref accepted (containerd's are ~100 bytes, BuildKit's a few hundred).
+    pub max_ref_bytes: usize,
     /// Upper bound of the local blob cache that serves Reads without Kubo round trips.
     pub cache_max_bytes: u64,
     /// IPFS Cluster REST API shared by the nodes; none means this node works alone.
@@ -68,6 +81,9 @@ impl Default for Config {
             kubo_min_rate_bytes_per_sec: 8 << 20,
             lock_wait_ms: 1000,
             max_message_bytes: 32 << 20,
+            max_open_ingests: 1024,
+            max_label_bytes: 256 << 10,
+            max_ref_bytes: MAX_REF_BYTES,
             cache_max_bytes: 8 << 30,
             cluster_api: None,
             cluster_replication: -1,
@@ -97,6 +113,18 @@ pub struct Overrides {
     /// Deadline in seconds for Kubo calls that do not move blob bytes.
     #[arg(long, env = "IPCS_KUBO_TIMEOUT_SECS")]
     pub kubo_timeout_secs: Option<u64>,
+    /// gRPC message limit in bytes, both ways (at least 16 MiB, containerd's).
+    #[arg(long, env = "IPCS_MAX_MESSAGE_BYTES")]
+    pub max_message_bytes: Option<usize>,
+    /// Write streams holding an ingest at once.
+    #[arg(long, env = "IPCS_MAX_OPEN_INGESTS")]
+    pub max_open_ingests: Option<usize>,
+    /// Total bytes of one blob's labels.
+    #[arg(long, env = "IPCS_MAX_LABEL_BYTES")]
+    pub max_label_bytes: Option<usize>,
+    /// Longest ingest ref in bytes.
+    #[arg(long, env = "IPCS_MAX_REF_BYTES")]
+    pub max_ref_bytes: Option<usize>,
     /// Upper bound of the local blob cache in bytes.
     #[arg(long, env = "IPCS_CACHE_MAX_BYTES")]
     pub cache_max_bytes: Option<u64>,
@@ -159,6 +187,18 @@ impl Config {
         }
         if let Some(v) = o.kubo_timeout_secs {
             c.kubo_timeout_secs = v;
+        }
+        if let Some(v) = o.max_message_bytes {
+            c.max_message_bytes = v;
+        }
+        if let Some(v) = o.max_open_ingests {
+            c.max_open_ingests = v;
+        }
+        if let Some(v) = o.max_label_bytes {
+            c.max_label_bytes = v;
+        }
+        if let Some(v) = o.max_ref_bytes {
+            c.max_ref_bytes = v;
         }
         if let Some(v) = o.cache_max_bytes {
             c.cache_max_bytes = v;
@@ -245,8 +285,32 @@ impl Config {
                 self.import.chunk_size
             ));
         }
-        if self.max_message_bytes < 16 << 20 {
-            return bad("max_message_bytes must be at least 16 MiB (containerd's limit)".into());
+        if self.max_message_bytes < 16 << 20 || self.max_message_bytes > 1 << 30 {
+            return bad(format!(
+                "max_message_bytes {} must be between 16 MiB (containerd's limit) and 1 GiB",
+                self.max_message_bytes
+            ));
+        }
+        // containerd pulls a few layers per image at once and BuildKit a few dozen; fewer
+        // than 16 slots would fail ordinary parallel pulls.
+        if !(16..=1 << 20).contains(&self.max_open_ingests) {
+            return bad(format!(
+                "max_open_ingests {} must be between 16 and 1048576",
+                self.max_open_ingests
+            ));
+        }
+        // Below one containerd-legal label, a label containerd accepts could be refused.
+        if self.max_label_bytes < MAX_ONE_LABEL_BYTES {
+            return bad(format!(
+                "max_label_bytes {} must be at least {MAX_ONE_LABEL_BYTES} (one containerd label)",
+                self.max_label_bytes
+            ));
+        }
+        if !(256..=MAX_REF_BYTES).contains(&self.max_ref_bytes) {
+            return bad(format!(
+                "max_ref_bytes {} must be between 256 and {MAX_REF_BYTES}",
+                self.max_ref_bytes
+            ));
         }
         if self.kubo_timeout_secs == 0 || self.kubo_min_rate_bytes_per_sec == 0 {
             return bad("kubo_timeout_secs and kubo_min_rate_bytes_per_sec must be > 0".into());
@@ -313,6 +377,57 @@ mod tests {
             ..Default::default()
         };
         assert!(Config::load(&o).is_err());
+    }
+
+    #[test]
+    fn limits_come_from_file_env_and_flags_and_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipcs.toml");
+        std::fs::write(
+            &path,
+            "max_open_ingests = 64\nmax_label_bytes = 8192\nmax_ref_bytes = 512\nmax_message_bytes = 20971520\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(
+            (c.max_open_ingests, c.max_label_bytes, c.max_ref_bytes),
+            (64, 8192, 512)
+        );
+        assert_eq!(c.max_message_bytes, 20 << 20);
+        let o = Overrides {
+            config: Some(path),
+            max_open_ingests: Some(32),
+            ..Default::default()
+        };
+        assert_eq!(Config::load(&o).unwrap().max_open_ingests, 32);
+        for bad in [
+            Overrides {
+                max_open_ingests: Some(0),
+                ..Default::default()
+            },
+            Overrides {
+                max_label_bytes: Some(4095),
+                ..Default::default()
+            },
+            Overrides {
+                max_ref_bytes: Some(MAX_REF_BYTES + 1),
+                ..Default::default()
+            },
+            Overrides {
+                max_message_bytes: Some(1 << 20),
+                ..Default::default()
+            },
+        ] {
+            let e = Config::load(&bad).unwrap_err().to_string();
+            assert!(e.contains("max_"), "{e}");
+        }
+        let d = Config::default();
+        d.validate().unwrap();
+        assert!(d.max_label_bytes >= MAX_ONE_LABEL_BYTES && d.max_open_ingests >= 1024);
     }
 
     #[test]

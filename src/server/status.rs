@@ -13,6 +13,8 @@ pub fn to_status(e: StoreError) -> Status {
         StoreError::FailedPrecondition(_) => Code::FailedPrecondition,
         StoreError::OutOfRange(_) => Code::OutOfRange,
         StoreError::Locked { .. } => Code::Unavailable,
+        // Not UNAVAILABLE: containerd would retry that forever as "locked".
+        StoreError::LimitExceeded(_) => Code::ResourceExhausted,
         StoreError::Ipfs {
             source: KuboError::Timeout { .. },
             ..
@@ -26,13 +28,36 @@ pub fn to_status(e: StoreError) -> Status {
         | StoreError::Io { .. }
         | StoreError::Internal(_) => Code::Internal,
     };
-    if matches!(
+    if matches!(e, StoreError::LimitExceeded(_)) {
+        // Expected under load and possibly frequent: not an error of ipcs itself.
+        tracing::warn!(error = %e, "request refused");
+    } else if matches!(
         code,
         Code::Internal | Code::DeadlineExceeded | Code::DataLoss | Code::ResourceExhausted
     ) {
         tracing::error!(error = %e, "request failed");
     }
-    Status::new(code, e.to_string())
+    Status::new(code, bounded(e.to_string()))
+}
+
+/// Longest error message sent. Messages quote client input (digests, filters, refs), and
+/// the message travels as the `grpc-message` trailer: an unbounded one exceeds the
+/// client's header list limit, and the client then drops the whole HTTP/2 connection,
+/// failing every other request on it (found by integration/adversarial.sh).
+const MAX_MESSAGE_BYTES: usize = 1024;
+
+fn bounded(mut m: String) -> String {
+    if m.len() <= MAX_MESSAGE_BYTES {
+        return m;
+    }
+    let full = m.len();
+    let mut cut = MAX_MESSAGE_BYTES;
+    while !m.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    m.truncate(cut);
+    m.push_str(&format!("… ({} more bytes)", full - cut));
+    m
 }
 
 #[cfg(test)]
@@ -75,9 +100,26 @@ mod tests {
             ),
             (StoreError::OutOfRange("x".into()), Code::OutOfRange),
             (StoreError::DataLoss("x".into()), Code::DataLoss),
+            (
+                StoreError::LimitExceeded("x".into()),
+                Code::ResourceExhausted,
+            ),
         ];
         for (e, code) in cases {
             assert_eq!(to_status(e).code(), code);
         }
+    }
+
+    #[test]
+    fn messages_quoting_client_input_are_bounded() {
+        let s = to_status(StoreError::InvalidArgument(format!(
+            "bad filter {}",
+            "é".repeat(100_000)
+        )));
+        assert!(s.message().len() < MAX_MESSAGE_BYTES + 64);
+        assert!(s.message().starts_with("bad filter é"));
+        assert!(s.message().ends_with("more bytes)"));
+        let short = to_status(StoreError::NotFound("x".into()));
+        assert_eq!(short.message(), "x: not found");
     }
 }

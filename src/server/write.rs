@@ -47,6 +47,7 @@ async fn session(
     loop {
         let action = msg.action;
         let req = convert::write_request(msg).map_err(to_status)?;
+        store.check_write_labels(&req.labels).map_err(to_status)?;
         let state = writer.handle(req).await.map_err(to_status)?;
         if out
             .send(Ok(convert::write_response(action, state)))
@@ -57,8 +58,12 @@ async fn session(
         }
         msg = match incoming.next().await {
             Some(Ok(m)) => m,
-            // Client finished or went away: the ingest stays for a later resume.
-            Some(Err(_)) | None => return Ok(()),
+            // Client finished: the ingest stays for a later resume.
+            None => return Ok(()),
+            // A message tonic refused (e.g. over max_message_bytes) or a client that went
+            // away: the ingest stays either way, and a client still listening learns why
+            // its stream ended instead of seeing a silent OK.
+            Some(Err(e)) => return Err(e),
         };
     }
 }

@@ -32,6 +32,10 @@ pub enum StoreError {
         context: String,
         source: std::io::Error,
     },
+    /// A configured limit (named in the message with its config key) was reached by
+    /// load rather than by a malformed request.
+    #[error("{0}")]
+    LimitExceeded(String),
     /// Bytes from IPFS did not hash to the digest they were recorded under.
     #[error("{0}")]
     DataLoss(String),

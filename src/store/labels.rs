@@ -1,9 +1,28 @@
 //! Label rules shared by Commit and Update: containerd's own limit of 4096 bytes for a
-//! key and its value together, and non-empty keys.
+//! key and its value together, non-empty keys, and the configured total of one blob's
+//! labels (`max_label_bytes`).
 use crate::store::error::StoreError;
 use std::collections::BTreeMap;
 
-pub const MAX_LABEL_BYTES: usize = 4096;
+pub const MAX_LABEL_BYTES: usize = crate::config::MAX_ONE_LABEL_BYTES;
+
+/// Refuses a label set whose keys and values together exceed `max_total` bytes. Sums
+/// saturate: a client cannot wrap the count with absurd sizes.
+pub fn validate_total(
+    labels: &BTreeMap<String, String>,
+    max_total: usize,
+) -> Result<(), StoreError> {
+    let total = labels.iter().fold(0usize, |n, (k, v)| {
+        n.saturating_add(k.len()).saturating_add(v.len())
+    });
+    if total > max_total {
+        return Err(StoreError::InvalidArgument(format!(
+            "labels total {total} bytes ({} labels), more than max_label_bytes = {max_total}",
+            labels.len()
+        )));
+    }
+    Ok(())
+}
 
 pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), StoreError> {
     for (k, v) in labels {
@@ -29,6 +48,7 @@ pub fn apply_update(
     current: &BTreeMap<String, String>,
     given: &BTreeMap<String, String>,
     paths: &[String],
+    max_total: usize,
 ) -> Result<BTreeMap<String, String>, StoreError> {
     if paths.is_empty() || paths.iter().any(|p| p == "labels") {
         for p in paths {
@@ -42,6 +62,7 @@ pub fn apply_update(
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         validate_labels(&all)?;
+        validate_total(&all, max_total)?;
         return Ok(all);
     }
     let mut out = current.clone();
@@ -57,6 +78,7 @@ pub fn apply_update(
         }
     }
     validate_labels(&out)?;
+    validate_total(&out, max_total)?;
     Ok(out)
 }
 
@@ -68,6 +90,8 @@ fn unknown_path(p: &str) -> StoreError {
 mod tests {
     use super::*;
 
+    const MAX: usize = 1 << 20;
+
     fn m(kv: &[(&str, &str)]) -> BTreeMap<String, String> {
         kv.iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -78,9 +102,9 @@ mod tests {
     fn no_paths_or_labels_replaces_everything() {
         let cur = m(&[("a", "1"), ("b", "2")]);
         let given = m(&[("c", "3")]);
-        assert_eq!(apply_update(&cur, &given, &[]).unwrap(), given);
+        assert_eq!(apply_update(&cur, &given, &[], MAX).unwrap(), given);
         assert_eq!(
-            apply_update(&cur, &given, &["labels".into()]).unwrap(),
+            apply_update(&cur, &given, &["labels".into()], MAX).unwrap(),
             given
         );
     }
@@ -89,9 +113,9 @@ mod tests {
     fn label_paths_set_and_delete_single_keys() {
         let cur = m(&[("a", "1"), ("b", "2")]);
         let given = m(&[("a", "9"), ("b", "")]);
-        let out = apply_update(&cur, &given, &["labels.a".into(), "labels.b".into()]).unwrap();
+        let out = apply_update(&cur, &given, &["labels.a".into(), "labels.b".into()], MAX).unwrap();
         assert_eq!(out, m(&[("a", "9")]));
-        let out = apply_update(&cur, &m(&[]), &["labels.a".into()]).unwrap();
+        let out = apply_update(&cur, &m(&[]), &["labels.a".into()], MAX).unwrap();
         assert_eq!(out, m(&[("b", "2")]));
     }
 
@@ -100,7 +124,7 @@ mod tests {
         let cur = m(&[]);
         for p in ["size", "digest", "labelsx", ""] {
             assert!(matches!(
-                apply_update(&cur, &cur, &[p.into()]),
+                apply_update(&cur, &cur, &[p.into()], MAX),
                 Err(StoreError::InvalidArgument(_))
             ));
         }
@@ -112,5 +136,20 @@ mod tests {
         assert!(validate_labels(&m(&[("k", &big)])).is_err());
         assert!(validate_labels(&m(&[("", "v")])).is_err());
         assert!(validate_labels(&m(&[("k", "v")])).is_ok());
+    }
+
+    #[test]
+    fn total_label_bytes_are_bounded() {
+        let l = m(&[("a", &"x".repeat(4000)), ("b", &"y".repeat(4000))]);
+        validate_labels(&l).unwrap();
+        validate_total(&l, 8002).unwrap();
+        let e = validate_total(&l, 8001).unwrap_err();
+        assert!(matches!(e, StoreError::InvalidArgument(_)));
+        assert!(e.to_string().contains("max_label_bytes = 8001"), "{e}");
+        // Update checks the merged result, not only what was sent.
+        let cur = m(&[("a", &"x".repeat(4000))]);
+        let add = m(&[("b", &"y".repeat(4000))]);
+        assert!(apply_update(&cur, &add, &["labels.b".into()], 8001).is_err());
+        assert!(apply_update(&cur, &add, &["labels.b".into()], 8002).is_ok());
     }
 }

@@ -2,6 +2,8 @@
 //! stream waits briefly (a client may half-close and reopen the same ref at once) and
 //! then gets `Locked`, which says how long the ref has been held. The live progress of a
 //! held ingest is kept here too, so Status answers without touching the writer.
+//! Write streams holding a ref are counted against `max_open_ingests`; Abort's short
+//! hold is not, so garbage collection works even when writers fill every slot.
 use crate::index::UnixNanos;
 use crate::store::error::StoreError;
 use std::collections::HashMap;
@@ -20,12 +22,25 @@ pub struct Progress {
 struct Held {
     since: Instant,
     progress: Arc<Mutex<Progress>>,
+    writer: bool,
 }
 
 #[derive(Default)]
+struct Table {
+    held: HashMap<String, Held>,
+    writers: usize,
+}
+
 pub struct RefLocks {
-    held: Mutex<HashMap<String, Held>>,
+    held: Mutex<Table>,
     released: Notify,
+    max_writers: usize,
+}
+
+impl Default for RefLocks {
+    fn default() -> Self {
+        RefLocks::new(usize::MAX)
+    }
 }
 
 /// Holds a ref until dropped.
@@ -43,21 +58,55 @@ impl RefGuard {
 
 impl Drop for RefGuard {
     fn drop(&mut self) {
-        self.locks
-            .held
-            .lock()
-            .expect("ref lock table")
-            .remove(&self.ingest_ref);
+        {
+            let mut t = self.locks.held.lock().expect("ref lock table");
+            if let Some(h) = t.held.remove(&self.ingest_ref) {
+                if h.writer {
+                    t.writers -= 1;
+                }
+            }
+        }
         self.locks.released.notify_waiters();
     }
 }
 
 impl RefLocks {
+    pub fn new(max_writers: usize) -> RefLocks {
+        RefLocks {
+            held: Mutex::new(Table::default()),
+            released: Notify::new(),
+            max_writers,
+        }
+    }
+
+    /// Holds `ingest_ref` for a Write stream: waits up to `wait` for another holder, and
+    /// counts against `max_open_ingests` (refused at once when full: waiting would only
+    /// pile up more streams).
     pub async fn acquire(
         self: &Arc<Self>,
         ingest_ref: &str,
         wait: Duration,
         initial: Progress,
+    ) -> Result<RefGuard, StoreError> {
+        self.acquire_as(ingest_ref, wait, initial, true).await
+    }
+
+    /// Holds `ingest_ref` briefly for Abort, outside the Write stream count.
+    pub async fn acquire_uncounted(
+        self: &Arc<Self>,
+        ingest_ref: &str,
+        wait: Duration,
+        initial: Progress,
+    ) -> Result<RefGuard, StoreError> {
+        self.acquire_as(ingest_ref, wait, initial, false).await
+    }
+
+    async fn acquire_as(
+        self: &Arc<Self>,
+        ingest_ref: &str,
+        wait: Duration,
+        initial: Progress,
+        writer: bool,
     ) -> Result<RefGuard, StoreError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
@@ -65,18 +114,30 @@ impl RefLocks {
             tokio::pin!(released);
             released.as_mut().enable();
             let held_for = {
-                let mut held = self.held.lock().expect("ref lock table");
-                match held.get(ingest_ref) {
+                let mut t = self.held.lock().expect("ref lock table");
+                match t.held.get(ingest_ref) {
                     Some(h) => h.since.elapsed(),
                     None => {
+                        if writer && t.writers >= self.max_writers {
+                            return Err(StoreError::LimitExceeded(format!(
+                                "too many open ingests: {} Write streams are open, the limit is \
+                                 max_open_ingests = {} (ipcs.toml, IPCS_MAX_OPEN_INGESTS or \
+                                 --max-open-ingests)",
+                                t.writers, self.max_writers
+                            )));
+                        }
                         let progress = Arc::new(Mutex::new(initial));
-                        held.insert(
+                        t.held.insert(
                             ingest_ref.to_string(),
                             Held {
                                 since: Instant::now(),
                                 progress: progress.clone(),
+                                writer,
                             },
                         );
+                        if writer {
+                            t.writers += 1;
+                        }
                         return Ok(RefGuard {
                             locks: self.clone(),
                             ingest_ref: ingest_ref.to_string(),
@@ -96,8 +157,9 @@ impl RefLocks {
 
     /// Live progress of a held ref.
     pub fn progress(&self, ingest_ref: &str) -> Option<Progress> {
-        let held = self.held.lock().expect("ref lock table");
-        held.get(ingest_ref)
+        let t = self.held.lock().expect("ref lock table");
+        t.held
+            .get(ingest_ref)
             .map(|h| *h.progress.lock().expect("progress lock"))
     }
 
@@ -106,6 +168,7 @@ impl RefLocks {
         self.held
             .lock()
             .expect("ref lock table")
+            .held
             .contains_key(ingest_ref)
     }
 }
@@ -161,5 +224,25 @@ mod tests {
             updated_at: UnixNanos(3),
         });
         assert_eq!(locks.progress("b").unwrap().offset, 7);
+    }
+
+    #[tokio::test]
+    async fn open_writers_are_bounded_but_abort_is_not() {
+        let locks = Arc::new(RefLocks::new(2));
+        let a = locks.acquire("a", Duration::ZERO, p()).await.unwrap();
+        let _b = locks.acquire("b", Duration::ZERO, p()).await.unwrap();
+        let err = locks.acquire("c", Duration::ZERO, p()).await.err().unwrap();
+        assert!(matches!(err, StoreError::LimitExceeded(_)));
+        assert!(err.to_string().contains("max_open_ingests = 2"), "{err}");
+        // Abort of a third ref still gets through.
+        drop(
+            locks
+                .acquire_uncounted("c", Duration::ZERO, p())
+                .await
+                .unwrap(),
+        );
+        drop(a);
+        let _c = locks.acquire("c", Duration::ZERO, p()).await.unwrap();
+        assert!(locks.acquire("d", Duration::ZERO, p()).await.is_err());
     }
 }

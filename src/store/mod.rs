@@ -66,6 +66,8 @@ pub(crate) struct Inner {
     cache: BlobCache,
     locks: Arc<RefLocks>,
     lock_wait: Duration,
+    max_label_bytes: usize,
+    max_ref_bytes: usize,
     import: ImportOptions,
     resolver: Arc<Resolver>,
     cluster: Option<ClusterClient>,
@@ -172,8 +174,10 @@ impl ContentStore {
             index,
             kubo,
             cache,
-            locks: Arc::new(RefLocks::default()),
+            locks: Arc::new(RefLocks::new(config.max_open_ingests)),
             lock_wait: config.lock_wait(),
+            max_label_bytes: config.max_label_bytes,
+            max_ref_bytes: config.max_ref_bytes,
             import: config.import.clone(),
             resolver: Arc::new(Resolver::default()),
             cluster: cluster.clone(),
@@ -225,13 +229,14 @@ impl ContentStore {
         paths: Vec<String>,
     ) -> Result<Info, StoreError> {
         // Refuse bad paths even for unknown digests, before touching the index.
-        labels::apply_update(&BTreeMap::new(), &labels, &paths)?;
+        let max = self.inner.max_label_bytes;
+        labels::apply_update(&BTreeMap::new(), &labels, &paths, max)?;
         let inner = self.inner.clone();
         let key = d.to_string();
         blocking(move || {
             let mut failure = None;
             let updated = inner.index.update_blob(&key, |rec| {
-                match labels::apply_update(&rec.labels, &labels, &paths) {
+                match labels::apply_update(&rec.labels, &labels, &paths, max) {
                     Ok(l) => {
                         rec.labels = l;
                         rec.updated_at = UnixNanos::now();
@@ -400,11 +405,11 @@ impl ContentStore {
 
     /// Drops an ingest. Waits for a writer holding the ref like a Write would.
     pub async fn abort(&self, ingest_ref: &str) -> Result<(), StoreError> {
-        writer::validate_ref(ingest_ref)?;
+        self.validate_ref(ingest_ref)?;
         let _guard = self
             .inner
             .locks
-            .acquire(
+            .acquire_uncounted(
                 ingest_ref,
                 self.inner.lock_wait,
                 locks::Progress {
@@ -430,6 +435,26 @@ impl ContentStore {
         total: i64,
         expected: Option<Digest>,
     ) -> Result<Writer, StoreError> {
+        self.validate_ref(ingest_ref)?;
         Writer::open(self.inner.clone(), ingest_ref.to_string(), total, expected).await
+    }
+
+    /// Refs are opaque index keys, never paths; only their length is bounded.
+    fn validate_ref(&self, ingest_ref: &str) -> Result<(), StoreError> {
+        writer::validate_ref(ingest_ref)?;
+        let max = self.inner.max_ref_bytes;
+        if ingest_ref.len() > max {
+            return Err(StoreError::InvalidArgument(format!(
+                "ref of {} bytes is longer than max_ref_bytes = {max}",
+                ingest_ref.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks a Write message's labels against `max_label_bytes` (the per-label rule is
+    /// checked at commit). Refused on any message: nothing that large is ever kept.
+    pub fn check_write_labels(&self, labels: &BTreeMap<String, String>) -> Result<(), StoreError> {
+        labels::validate_total(labels, self.inner.max_label_bytes)
     }
 }

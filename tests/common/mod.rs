@@ -263,6 +263,12 @@ impl WriteSession {
     pub fn close(mut self) {
         self.tx.take();
     }
+
+    /// Half-closes and waits until the server ends the stream, so its ref is free again.
+    pub async fn close_and_drain(mut self) {
+        self.tx.take();
+        while let Ok(Some(_)) = self.rx.message().await {}
+    }
 }
 
 pub fn stat(r: &str, total: i64, expected: &str) -> WriteContentRequest {

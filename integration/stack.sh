@@ -1,0 +1,41 @@
+# Sourced by adversarial.sh and load.sh: one offline Kubo node and one `ipcs serve` in a
+# work dir, both stopped by `stack_stop` (the callers trap it on EXIT).
+#   stack_start WORK   -> sets KUBO_DIR KUBO_API IPCS_PID SOCK DATA IPCS_LOG
+# ipcs runs with its cwd in WORK/cwd-canary, so a relative path it wrongly created would
+# land there and be noticed.
+root=${root:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
+export IPFS_BIN="${IPFS_BIN:-$TOOLS/bin/ipfs}"
+IPCS_PID=""; KUBO_DIR=""
+
+stack_start() {
+  local work="$1"
+  KUBO_DIR=$(mktemp -d /tmp/ipcs-kubo-XXXXXX)
+  KUBO_API=$("$root/scripts/kubo-node.sh" start "$KUBO_DIR" --offline)
+  SOCK="$work/run/ipcs.sock"; DATA="$work/data"; IPCS_LOG="$work/ipcs.log"
+  mkdir -p "$work/cwd-canary" "$work/run"; chmod 700 "$work/run"
+  # A copy: a concurrent `cargo build` must not swap the binary mid-run.
+  cp "$root/target/release/ipcs" "$work/ipcs-bin"
+  (cd "$work/cwd-canary" && exec env -u IPCS_CONFIG "$work/ipcs-bin" serve --socket "$SOCK" \
+     --data-dir "$DATA" --kubo-api "$KUBO_API" "${IPCS_EXTRA_ARGS[@]}" >/dev/null 2>"$IPCS_LOG") &
+  IPCS_PID=$!
+  for _ in $(seq 1 300); do
+    [ -S "$SOCK" ] && return 0
+    kill -0 "$IPCS_PID" 2>/dev/null || { echo "ipcs exited:"; cat "$IPCS_LOG"; return 1; }
+    sleep 0.1
+  done
+  echo "ipcs did not listen within 30 s"; return 1
+}
+
+stack_stop() {
+  if [ -n "$IPCS_PID" ]; then kill "$IPCS_PID" 2>/dev/null || true; wait "$IPCS_PID" 2>/dev/null || true; fi
+  IPCS_PID=""
+  if [ -n "$KUBO_DIR" ]; then
+    "$root/scripts/kubo-node.sh" stop "$KUBO_DIR" >/dev/null 2>&1 || true
+    rm -rf "$KUBO_DIR"
+  fi
+  KUBO_DIR=""
+}
+
+# Peak resident set of a live process, in KiB.
+vmhwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
