@@ -47,7 +47,6 @@ async fn session(
     loop {
         let action = msg.action;
         let req = convert::write_request(msg).map_err(to_status)?;
-        store.check_write_labels(&req.labels).map_err(to_status)?;
         let state = writer.handle(req).await.map_err(to_status)?;
         if out
             .send(Ok(convert::write_response(action, state)))

@@ -451,10 +451,4 @@ impl ContentStore {
         }
         Ok(())
     }
-
-    /// Checks a Write message's labels against `max_label_bytes` (the per-label rule is
-    /// checked at commit). Refused on any message: nothing that large is ever kept.
-    pub fn check_write_labels(&self, labels: &BTreeMap<String, String>) -> Result<(), StoreError> {
-        labels::validate_total(labels, self.inner.max_label_bytes)
-    }
 }

@@ -8,7 +8,7 @@ use crate::digest::{Digest, Digester};
 use crate::index::{BlobRecord, Committed, IngestRecord, UnixNanos};
 use crate::store::error::{blocking, StoreError};
 use crate::store::follow_add::FollowingAdd;
-use crate::store::labels::validate_labels;
+use crate::store::labels::{validate_labels, validate_total};
 use crate::store::locks::{Progress, RefGuard};
 use crate::store::Inner;
 use bytes::Bytes;
@@ -381,6 +381,7 @@ impl Writer {
 
     async fn commit(&mut self, labels: BTreeMap<String, String>) -> Result<(), StoreError> {
         validate_labels(&labels)?;
+        validate_total(&labels, self.inner.max_label_bytes)?;
         let r = self.ingest_ref.clone();
         self.with_io(move |file, _| {
             file.sync_all()
