@@ -92,6 +92,21 @@ impl BlobCache {
         self.evict(Some(digest))
     }
 
+    /// The size of a cached blob, marking it used: enough to serve a Read without the
+    /// index, since only blobs with a record are ever cached.
+    pub fn cached_size(&self, digest: &Digest) -> Option<u64> {
+        let mut st = self.state.lock().expect("cache state");
+        st.clock += 1;
+        let now = st.clock;
+        let e = st.entries.get_mut(digest)?;
+        e.last_used = now;
+        Some(e.size)
+    }
+
+    pub fn path(&self, digest: &Digest) -> PathBuf {
+        self.paths.cached_blob(digest)
+    }
+
     /// Opens a cached blob, marking it used.
     pub fn open(&self, digest: &Digest) -> Option<File> {
         {
