@@ -3,7 +3,7 @@
 //! reached is reported with its address: callers must never mistake it for a locked ref.
 use crate::config::ImportOptions;
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +48,18 @@ pub struct KuboClient {
     http: reqwest::Client,
     timeout: Duration,
     min_rate: u64,
+    /// Name given to every recursive pin of a blob this client imports or adopts, so
+    /// that `ipcs fsck` can tell the pins of one store from anyone else's.
+    pin_name: Option<String>,
+}
+
+/// One recursive pin as `pin ls --names` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PinEntry {
+    #[serde(rename = "Cid")]
+    pub cid: String,
+    #[serde(rename = "Name", default)]
+    pub name: String,
 }
 
 #[derive(Deserialize)]
@@ -92,7 +104,18 @@ impl KuboClient {
             http,
             timeout,
             min_rate: min_rate.max(1),
+            pin_name: None,
         })
+    }
+
+    /// Names the pins of imported and adopted blobs `name` (see `pin_name`).
+    pub fn with_pin_name(mut self, name: impl Into<String>) -> KuboClient {
+        self.pin_name = Some(name.into());
+        self
+    }
+
+    pub fn pin_name(&self) -> Option<&str> {
+        self.pin_name.as_deref()
     }
 
     pub fn address(&self) -> &str {
@@ -209,7 +232,15 @@ impl KuboClient {
             .file_name("blob")
             .mime_str("application/octet-stream")
             .expect("static mime type parses");
-        self.add_part(part, size, opts).await
+        // `ipfs add` cannot name its pin (Kubo 0.36), so a named store adds unpinned and
+        // then pins by name: a crash in between leaves unpinned blocks for Kubo's GC, never
+        // an anonymous pin nobody can attribute.
+        let named = self.pin_name.is_some();
+        let added = self.add_part(part, size, opts, !named).await?;
+        if named {
+            self.pin_add_local(&added.cid).await?;
+        }
+        Ok(added)
     }
 
     async fn add_part(
@@ -217,6 +248,7 @@ impl KuboClient {
         part: reqwest::multipart::Part,
         size: u64,
         opts: &ImportOptions,
+        pin: bool,
     ) -> Result<AddedBlob, KuboError> {
         let op = "add";
         let form = reqwest::multipart::Form::new().part("file", part);
@@ -226,7 +258,7 @@ impl KuboClient {
             ("chunker", format!("size-{}", opts.chunk_size)),
             ("hash", "sha2-256".to_string()),
             ("trickle", "false".to_string()),
-            ("pin", "true".to_string()),
+            ("pin", pin.to_string()),
             ("quieter", "true".to_string()),
             ("progress", "false".to_string()),
         ];
@@ -254,7 +286,7 @@ impl KuboClient {
     ) -> Result<AddedBlob, KuboError> {
         let size = data.len() as u64;
         let part = reqwest::multipart::Part::bytes(data).file_name("record");
-        self.add_part(part, size, opts).await
+        self.add_part(part, size, opts, true).await
     }
 
     /// Streams `length` bytes of the DAG at `cid` starting at `offset`.
@@ -264,14 +296,38 @@ impl KuboClient {
         offset: u64,
         length: u64,
     ) -> Result<impl Stream<Item = Result<Bytes, KuboError>> + use<>, KuboError> {
+        self.cat_with(cid, offset, length, false).await
+    }
+
+    /// Like `cat`, from local blocks only: a missing block fails the stream at once
+    /// instead of being searched for on the network.
+    pub async fn cat_local(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<impl Stream<Item = Result<Bytes, KuboError>> + use<>, KuboError> {
+        self.cat_with(cid, offset, length, true).await
+    }
+
+    async fn cat_with(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: u64,
+        offline: bool,
+    ) -> Result<impl Stream<Item = Result<Bytes, KuboError>> + use<>, KuboError> {
         let op = "cat";
         let t = self.transfer_timeout(length);
-        let query = [
+        let mut query = vec![
             ("arg", cid.to_string()),
             ("offset", offset.to_string()),
             ("length", length.to_string()),
             ("progress", "false".to_string()),
         ];
+        if offline {
+            query.push(("offline", "true".to_string()));
+        }
         let resp = self.call(op, "cat", &query, t, None).await?;
         let me = self.clone();
         Ok(resp.bytes_stream().map_err(move |e| me.classify(op, t, e)))
@@ -292,10 +348,66 @@ impl KuboClient {
 
     /// Pins `cid` recursively (fetching missing blocks from peers).
     pub async fn pin_add(&self, cid: &str, size: u64) -> Result<(), KuboError> {
-        let query = [("arg", cid.to_string()), ("progress", "false".to_string())];
         let t = self.transfer_timeout(size);
+        self.pin_add_with(cid, t, false).await
+    }
+
+    /// Pins `cid` recursively from local blocks only: fails at once, instead of searching
+    /// the network, when part of the DAG is missing.
+    pub async fn pin_add_local(&self, cid: &str) -> Result<(), KuboError> {
+        self.pin_add_with(cid, self.timeout, true).await
+    }
+
+    async fn pin_add_with(&self, cid: &str, t: Duration, offline: bool) -> Result<(), KuboError> {
+        let mut query = vec![("arg", cid.to_string()), ("progress", "false".to_string())];
+        if let Some(name) = &self.pin_name {
+            query.push(("name", name.clone()));
+        }
+        if offline {
+            query.push(("offline", "true".to_string()));
+        }
         self.call("pin add", "pin/add", &query, t, None).await?;
         Ok(())
+    }
+
+    /// Streams every recursive pin with its name to `f`, one NDJSON line at a time, so a
+    /// large pinset is never held as one response.
+    pub async fn pin_ls_recursive(&self, mut f: impl FnMut(PinEntry)) -> Result<u64, KuboError> {
+        let op = "pin ls";
+        // Listing is proportional to the pinset: allow well beyond a control call.
+        let t = self.timeout * 10;
+        let query = [
+            ("type", "recursive".to_string()),
+            ("stream", "true".to_string()),
+            ("names", "true".to_string()),
+        ];
+        let resp = self.call(op, "pin/ls", &query, t, None).await?;
+        let mut body = resp.bytes_stream();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut n = 0u64;
+        let mut emit = |line: &[u8]| -> Result<(), KuboError> {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(());
+            }
+            let entry: PinEntry = serde_json::from_slice(line).map_err(|e| KuboError::Api {
+                addr: self.base.clone(),
+                op,
+                message: format!("unexpected pin ls line: {e}"),
+            })?;
+            n += 1;
+            f(entry);
+            Ok(())
+        };
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.classify(op, t, e))?;
+            pending.extend_from_slice(&chunk);
+            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                emit(&line)?;
+            }
+        }
+        emit(&pending)?;
+        Ok(n)
     }
 
     /// Whether `cid` is pinned recursively.

@@ -3,6 +3,8 @@
 mod cache;
 mod error;
 pub mod filter;
+mod fsck;
+mod identity;
 mod labels;
 mod locks;
 mod paths;
@@ -12,6 +14,7 @@ mod reader;
 mod writer;
 
 pub use error::StoreError;
+pub use fsck::{fsck, FindingKind, FsckOptions, FsckReport, Outcome};
 pub use paths::DataPaths;
 pub use reader::BlobStream;
 pub use writer::{WriteAction, WriteRequest, WriteState, Writer};
@@ -128,12 +131,20 @@ impl ContentStore {
     /// ingest dirs without a record, cached files without a blob record).
     pub async fn open(config: &Config) -> Result<ContentStore, StoreError> {
         let paths = DataPaths::new(&config.data_dir);
+        let p = paths.clone();
+        let pin_name = blocking(move || {
+            p.create_dirs()
+                .map_err(StoreError::io(format!("creating {}", p.root().display())))?;
+            identity::pin_name(&p).map_err(StoreError::io("reading the store id"))
+        })
+        .await?;
         let kubo = KuboClient::new(
             &config.kubo_api,
             config.kubo_timeout(),
             config.kubo_min_rate_bytes_per_sec,
         )
-        .map_err(StoreError::ipfs("configuring kubo client"))?;
+        .map_err(StoreError::ipfs("configuring kubo client"))?
+        .with_pin_name(pin_name);
         let p = paths.clone();
         let cache_max = config.cache_max_bytes;
         let (index, cache) = blocking(move || {
