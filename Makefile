@@ -7,7 +7,7 @@ export IPCS_TOOLS
 export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
-        test-unit test-conformance test-e2e test-p2p demo bench clean
+        test-unit test-reliability test-chaos test-conformance test-e2e test-p2p demo bench clean
 
 setup: setup-system setup-kubo setup-cluster setup-containerd build
 
@@ -35,6 +35,15 @@ lint: setup-system
 test-unit: setup-kubo build
 	integration/with-kubo.sh cargo test --release --locked --no-fail-fast
 
+# Crash safety, short: >= 200 concurrent operations per round, ipcs SIGKILLed at a random
+# moment of each of 3 rounds, fsck and full consistency checks after every restart (~1 min).
+test-reliability: setup-kubo build
+	bash integration/chaos.sh --short
+
+# The long version: 20 rounds x >= 200 operations, 20 kills, bounded to 10 min.
+test-chaos: setup-kubo build
+	bash integration/chaos.sh
+
 # containerd 1.6.20's own content-store conformance suite against `ipcs serve`.
 test-conformance: setup-kubo build
 	bash integration/run-conformance.sh
@@ -50,6 +59,7 @@ test-p2p: setup build
 
 test: setup lint
 	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-reliability
 	@$(MAKE) --no-print-directory test-conformance
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-p2p
