@@ -22,14 +22,21 @@ impl KuboNode {
             .tempdir()
             .unwrap();
         let dir = tmp.path().join("repo");
+        // A fixed port goes into the node's config at init, so a restart keeps the address
+        // ipcs was given (port 0 would pick a new one on each start).
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
         let mut me = KuboNode {
             dir,
             api: String::new(),
-            port: 0,
+            port,
             _tmp: tmp,
         };
         me.run_start();
-        me.port = me.api.rsplit(':').next().unwrap().parse().unwrap();
+        assert_eq!(me.api, format!("http://127.0.0.1:{port}"));
         me
     }
 
@@ -38,11 +45,9 @@ impl KuboNode {
         cmd.arg(script())
             .arg("start")
             .arg(&self.dir)
-            .arg("--offline");
-        if self.port != 0 {
-            // Restarts keep the port ipcs was configured with.
-            cmd.arg("--api").arg(self.port.to_string());
-        }
+            .arg("--offline")
+            .arg("--api")
+            .arg(self.port.to_string());
         let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
