@@ -8,7 +8,8 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 
 .PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
         test-unit test-conformance test-e2e test-p2p demo bench clean \
-        test-adversarial test-load test-reliability-load test-reliability
+        test-adversarial test-load test-reliability-load test-crash-short test-reliability \
+        test-chaos
 
 setup: setup-system setup-kubo setup-cluster setup-containerd build
 
@@ -36,6 +37,18 @@ lint: setup-system
 test-unit: setup-kubo build
 	integration/with-kubo.sh cargo test --release --locked --no-fail-fast
 
+# Crash safety, short: >= 200 concurrent operations per round, ipcs SIGKILLed at a random
+# moment of each of 3 rounds, fsck and full consistency checks after every restart (~1 min).
+test-crash-short: setup-kubo build
+	bash integration/chaos.sh --short
+
+# The long runs: 20 rounds x >= 200 operations with 20 kills (bounded to 10 min), then the
+# 60 s load test and the adversarial run.
+test-chaos: setup-kubo build
+	bash integration/chaos.sh
+	LOAD_SECS=60 bash integration/load.sh
+	bash integration/adversarial.sh
+
 # containerd 1.6.20's own content-store conformance suite against `ipcs serve`.
 test-conformance: setup-kubo build
 	bash integration/run-conformance.sh
@@ -62,11 +75,12 @@ test-load: setup-kubo build
 test-reliability-load: setup-kubo build
 	LOAD_SECS=10 bash integration/load.sh
 
-# What the lead wires into `make test`: adversarial run + short load.
-test-reliability: test-adversarial test-reliability-load
+# The reliability part of `make test`: short crash loop, adversarial run, 10 s load.
+test-reliability: test-crash-short test-adversarial test-reliability-load
 
 test: setup lint
 	@$(MAKE) --no-print-directory test-unit
+	@$(MAKE) --no-print-directory test-reliability
 	@$(MAKE) --no-print-directory test-conformance
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-p2p

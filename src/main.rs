@@ -4,7 +4,7 @@ use ipcs::config::{Config, Overrides};
 use ipcs::server::proto::admin::admin_client::AdminClient;
 use ipcs::server::proto::admin::{BlobsRequest, StatsRequest};
 use ipcs::server::{self, client};
-use ipcs::store::ContentStore;
+use ipcs::store::{self, ContentStore, FsckOptions, Outcome};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -28,6 +28,22 @@ enum Command {
     Blobs(ClientArgs),
     /// Print the store's totals and whether its Kubo node answers.
     Status(ClientArgs),
+    /// Check a stopped store's data dir against Kubo (pins, DAGs, ingests, cache) and
+    /// optionally repair it. Exits 1 when problems remain, 2 when it cannot run.
+    Fsck(FsckArgs),
+}
+
+#[derive(clap::Args)]
+struct FsckArgs {
+    #[command(flatten)]
+    config: Overrides,
+    /// Repair what is found (re-pin, re-import from cache, unpin this store's orphan
+    /// pins, drop unrecoverable records and debris).
+    #[arg(long)]
+    repair: bool,
+    /// Also read every DAG back from Kubo and hash every cache file.
+    #[arg(long)]
+    verify: bool,
 }
 
 #[derive(clap::Args)]
@@ -133,11 +149,76 @@ async fn status(a: ClientArgs) -> Result<(), String> {
     }
 }
 
+/// Prints each finding, then one `fsck:` summary line scripts can parse.
+async fn fsck(a: FsckArgs) -> ExitCode {
+    let report = match Config::load(&a.config) {
+        Err(e) => Err(e.to_string()),
+        Ok(config) => {
+            let opts = FsckOptions {
+                repair: a.repair,
+                verify: a.verify,
+            };
+            store::fsck(&config, opts).await.map_err(|e| e.to_string())
+        }
+    };
+    let r = match report {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("ipcs fsck: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    for f in &r.findings {
+        let outcome = match &f.outcome {
+            Outcome::Reported => "not repaired".to_string(),
+            Outcome::Repaired(what) => format!("repaired: {what}"),
+            Outcome::Failed(why) => format!("REPAIR FAILED: {why}"),
+        };
+        println!("{} {} ({}): {outcome}", f.kind.name(), f.subject, f.detail);
+    }
+    let kinds: Vec<String> = r
+        .counts()
+        .iter()
+        .map(|(k, n)| format!("{}={n}", k.name()))
+        .collect();
+    let unexpected = r
+        .findings
+        .iter()
+        .filter(|f| !f.kind.expected_after_crash())
+        .count();
+    println!(
+        "fsck: blobs={} pins={} own_pins={} ingests={} cache_files={} verified={} found={} \
+         repaired={} remaining={} unexpected={} kinds={} pin_name={}",
+        r.blobs,
+        r.pins,
+        r.own_pins,
+        r.ingests,
+        r.cache_files,
+        r.verified,
+        r.findings.len(),
+        r.repaired(),
+        r.remaining(),
+        unexpected,
+        if kinds.is_empty() {
+            "-".to_string()
+        } else {
+            kinds.join(",")
+        },
+        r.pin_name,
+    );
+    if r.remaining() == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Fsck(a) => return fsck(a).await,
         Command::Serve(o) => serve(o).await,
         Command::Blobs(a) => blobs(a).await,
         Command::Status(a) => status(a).await,

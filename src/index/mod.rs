@@ -15,6 +15,9 @@ use tables::{BLOBS, INGESTS};
 pub enum IndexError {
     #[error("index: {0}")]
     Db(String),
+    /// Another process holds the database's exclusive lock (e.g. a running `ipcs serve`).
+    #[error("index {0} is in use by another process")]
+    InUse(String),
     #[error("index record {key}: {source}")]
     Corrupt {
         key: String,
@@ -64,7 +67,12 @@ fn encode<T: serde::Serialize>(v: &T) -> Vec<u8> {
 
 impl Index {
     pub fn open(path: &Path) -> Result<Index, IndexError> {
-        let db = Database::create(path)?;
+        let db = match Database::create(path) {
+            Err(redb::DatabaseError::DatabaseAlreadyOpen) => {
+                return Err(IndexError::InUse(path.display().to_string()))
+            }
+            other => other?,
+        };
         // Create the tables up front so read transactions never see them missing.
         let tx = db.begin_write()?;
         tx.open_table(BLOBS)?;

@@ -3,7 +3,7 @@
 //! reached is reported with its address: callers must never mistake it for a locked ref.
 use crate::config::ImportOptions;
 use bytes::Bytes;
-use futures::{Stream, TryStreamExt};
+use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +48,18 @@ pub struct KuboClient {
     http: reqwest::Client,
     timeout: Duration,
     min_rate: u64,
+    /// Name given to every recursive pin of a blob this client imports or adopts, so
+    /// that `ipcs fsck` can tell the pins of one store from anyone else's.
+    pin_name: Option<String>,
+}
+
+/// One recursive pin as `pin ls --names` reports it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct PinEntry {
+    #[serde(rename = "Cid")]
+    pub cid: String,
+    #[serde(rename = "Name", default)]
+    pub name: String,
 }
 
 #[derive(Deserialize)]
@@ -92,7 +104,18 @@ impl KuboClient {
             http,
             timeout,
             min_rate: min_rate.max(1),
+            pin_name: None,
         })
+    }
+
+    /// Names the pins of imported and adopted blobs `name` (see `pin_name`).
+    pub fn with_pin_name(mut self, name: impl Into<String>) -> KuboClient {
+        self.pin_name = Some(name.into());
+        self
+    }
+
+    pub fn pin_name(&self) -> Option<&str> {
+        self.pin_name.as_deref()
     }
 
     pub fn address(&self) -> &str {
@@ -211,16 +234,19 @@ impl KuboClient {
             .file_name("blob")
             .mime_str("application/octet-stream")
             .expect("static mime type parses");
+        // `ipfs add` cannot name its pin (Kubo 0.36), so a named store adds unpinned and
+        // then pins by name: a crash in between leaves unpinned blocks for Kubo's GC, never
+        // an anonymous pin nobody can attribute.
         let cid = self
-            .add_part(part, Some(self.transfer_timeout(size)), opts)
+            .add_part(part, Some(self.transfer_timeout(size)), opts, true)
             .await?;
         Ok(AddedBlob { cid, size })
     }
 
     /// Imports a body that is still being produced (an ingest file followed while it is
-    /// written), with the same options as `add_file`. There is no deadline here because
-    /// the body's end is not known yet: the caller bounds the wait once it is, and
-    /// dropping the future aborts the request, so Kubo imports and pins nothing.
+    /// written), with the same options and pinning as `add_file`. There is no deadline
+    /// here because the body's end is not known yet: the caller bounds the wait once it
+    /// is, and dropping the future aborts the request, so Kubo imports and pins nothing.
     pub async fn add_stream<S>(&self, body: S, opts: &ImportOptions) -> Result<String, KuboError>
     where
         S: futures::TryStream + Send + 'static,
@@ -231,16 +257,23 @@ impl KuboClient {
             .file_name("blob")
             .mime_str("application/octet-stream")
             .expect("static mime type parses");
-        self.add_part(part, None, opts).await
+        self.add_part(part, None, opts, true).await
     }
 
+    /// Blob imports carry the store's pin name (`name_pin`); other objects keep an
+    /// anonymous pin. `ipfs add` cannot name its pin (Kubo 0.36), so a named import adds
+    /// unpinned and then pins by name: a crash in between leaves unpinned blocks for
+    /// Kubo's GC, never an anonymous pin nobody can attribute.
     async fn add_part(
         &self,
         part: reqwest::multipart::Part,
         timeout: Option<Duration>,
         opts: &ImportOptions,
+        name_pin: bool,
     ) -> Result<String, KuboError> {
         let op = "add";
+        let named = name_pin && self.pin_name.is_some();
+        let pin = !named;
         let form = reqwest::multipart::Form::new().part("file", part);
         let query = [
             ("cid-version", opts.cid_version.to_string()),
@@ -248,7 +281,7 @@ impl KuboClient {
             ("chunker", format!("size-{}", opts.chunk_size)),
             ("hash", "sha2-256".to_string()),
             ("trickle", "false".to_string()),
-            ("pin", "true".to_string()),
+            ("pin", pin.to_string()),
             ("quieter", "true".to_string()),
             ("progress", "false".to_string()),
         ];
@@ -257,7 +290,8 @@ impl KuboClient {
             .text()
             .await
             .map_err(|e| self.classify(op, timeout.unwrap_or_default(), e))?;
-        text.lines()
+        let cid = text
+            .lines()
             .filter_map(|l| serde_json::from_str::<AddLine>(l).ok())
             .filter_map(|l| l.hash)
             .next_back()
@@ -265,7 +299,11 @@ impl KuboClient {
                 addr: self.base.clone(),
                 op,
                 message: format!("no CID in response {:?}", text.trim()),
-            })
+            })?;
+        if named {
+            self.pin_add_local(&cid).await?;
+        }
+        Ok(cid)
     }
 
     /// Imports a small in-memory object (e.g. a tag record) with the same options.
@@ -277,7 +315,7 @@ impl KuboClient {
         let size = data.len() as u64;
         let part = reqwest::multipart::Part::bytes(data).file_name("record");
         let cid = self
-            .add_part(part, Some(self.transfer_timeout(size)), opts)
+            .add_part(part, Some(self.transfer_timeout(size)), opts, false)
             .await?;
         Ok(AddedBlob { cid, size })
     }
@@ -289,14 +327,38 @@ impl KuboClient {
         offset: u64,
         length: u64,
     ) -> Result<impl Stream<Item = Result<Bytes, KuboError>> + use<>, KuboError> {
+        self.cat_with(cid, offset, length, false).await
+    }
+
+    /// Like `cat`, from local blocks only: a missing block fails the stream at once
+    /// instead of being searched for on the network.
+    pub async fn cat_local(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<impl Stream<Item = Result<Bytes, KuboError>> + use<>, KuboError> {
+        self.cat_with(cid, offset, length, true).await
+    }
+
+    async fn cat_with(
+        &self,
+        cid: &str,
+        offset: u64,
+        length: u64,
+        offline: bool,
+    ) -> Result<impl Stream<Item = Result<Bytes, KuboError>> + use<>, KuboError> {
         let op = "cat";
         let t = self.transfer_timeout(length);
-        let query = [
+        let mut query = vec![
             ("arg", cid.to_string()),
             ("offset", offset.to_string()),
             ("length", length.to_string()),
             ("progress", "false".to_string()),
         ];
+        if offline {
+            query.push(("offline", "true".to_string()));
+        }
         let resp = self.call(op, "cat", &query, Some(t), None).await?;
         let me = self.clone();
         Ok(resp.bytes_stream().map_err(move |e| me.classify(op, t, e)))
@@ -317,11 +379,67 @@ impl KuboClient {
 
     /// Pins `cid` recursively (fetching missing blocks from peers).
     pub async fn pin_add(&self, cid: &str, size: u64) -> Result<(), KuboError> {
-        let query = [("arg", cid.to_string()), ("progress", "false".to_string())];
         let t = self.transfer_timeout(size);
+        self.pin_add_with(cid, t, false).await
+    }
+
+    /// Pins `cid` recursively from local blocks only: fails at once, instead of searching
+    /// the network, when part of the DAG is missing.
+    pub async fn pin_add_local(&self, cid: &str) -> Result<(), KuboError> {
+        self.pin_add_with(cid, self.timeout, true).await
+    }
+
+    async fn pin_add_with(&self, cid: &str, t: Duration, offline: bool) -> Result<(), KuboError> {
+        let mut query = vec![("arg", cid.to_string()), ("progress", "false".to_string())];
+        if let Some(name) = &self.pin_name {
+            query.push(("name", name.clone()));
+        }
+        if offline {
+            query.push(("offline", "true".to_string()));
+        }
         self.call("pin add", "pin/add", &query, Some(t), None)
             .await?;
         Ok(())
+    }
+
+    /// Streams every recursive pin with its name to `f`, one NDJSON line at a time, so a
+    /// large pinset is never held as one response.
+    pub async fn pin_ls_recursive(&self, mut f: impl FnMut(PinEntry)) -> Result<u64, KuboError> {
+        let op = "pin ls";
+        // Listing is proportional to the pinset: allow well beyond a control call.
+        let t = self.timeout * 10;
+        let query = [
+            ("type", "recursive".to_string()),
+            ("stream", "true".to_string()),
+            ("names", "true".to_string()),
+        ];
+        let resp = self.call(op, "pin/ls", &query, Some(t), None).await?;
+        let mut body = resp.bytes_stream();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut n = 0u64;
+        let mut emit = |line: &[u8]| -> Result<(), KuboError> {
+            if line.iter().all(u8::is_ascii_whitespace) {
+                return Ok(());
+            }
+            let entry: PinEntry = serde_json::from_slice(line).map_err(|e| KuboError::Api {
+                addr: self.base.clone(),
+                op,
+                message: format!("unexpected pin ls line: {e}"),
+            })?;
+            n += 1;
+            f(entry);
+            Ok(())
+        };
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(|e| self.classify(op, t, e))?;
+            pending.extend_from_slice(&chunk);
+            while let Some(pos) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=pos).collect();
+                emit(&line)?;
+            }
+        }
+        emit(&pending)?;
+        Ok(n)
     }
 
     /// Whether `cid` is pinned recursively.

@@ -4,6 +4,8 @@ mod cache;
 mod error;
 pub mod filter;
 mod follow_add;
+mod fsck;
+mod identity;
 mod labels;
 mod locks;
 mod paths;
@@ -13,6 +15,7 @@ mod reader;
 mod writer;
 
 pub use error::StoreError;
+pub use fsck::{fsck, FindingKind, FsckOptions, FsckReport, Outcome};
 pub use paths::DataPaths;
 pub use reader::BlobStream;
 pub use writer::{WriteAction, WriteRequest, WriteState, Writer};
@@ -131,12 +134,20 @@ impl ContentStore {
     /// ingest dirs without a record, cached files without a blob record).
     pub async fn open(config: &Config) -> Result<ContentStore, StoreError> {
         let paths = DataPaths::new(&config.data_dir);
+        let p = paths.clone();
+        let pin_name = blocking(move || {
+            p.create_dirs()
+                .map_err(StoreError::io(format!("creating {}", p.root().display())))?;
+            identity::pin_name(&p).map_err(StoreError::io("reading the store id"))
+        })
+        .await?;
         let kubo = KuboClient::new(
             &config.kubo_api,
             config.kubo_timeout(),
             config.kubo_min_rate_bytes_per_sec,
         )
-        .map_err(StoreError::ipfs("configuring kubo client"))?;
+        .map_err(StoreError::ipfs("configuring kubo client"))?
+        .with_pin_name(pin_name);
         let p = paths.clone();
         let cache_max = config.cache_max_bytes;
         let (index, cache) = blocking(move || {

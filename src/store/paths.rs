@@ -25,6 +25,11 @@ impl DataPaths {
         self.root.join("index.redb")
     }
 
+    /// The store's id, which names its pins in Kubo (see `identity`).
+    pub fn store_id(&self) -> PathBuf {
+        self.root.join("store-id")
+    }
+
     pub fn ingests(&self) -> PathBuf {
         self.root.join("ingest")
     }

@@ -2,6 +2,8 @@
 //! real Kubo node that `integration/with-kubo.sh` starts (its API in IPCS_TEST_KUBO_API).
 #![allow(dead_code)]
 
+pub mod kubo_node;
+
 use ipcs::server::client;
 use ipcs::server::proto::admin::admin_client::AdminClient;
 use ipcs::server::proto::admin::BlobsRequest;

@@ -1,0 +1,583 @@
+//! `ipcs fsck`: checks a stopped store's data directory against its Kubo node and, when
+//! asked, repairs what a crash (or an outside hand) left inconsistent.
+//!
+//! What is checked, and the repair of each finding (`--repair`):
+//! - a blob record whose CID is not pinned → re-pin from local blocks; else re-import the
+//!   verified cached copy; else the blob is lost: unpin, drop the record and the cache file
+//!   so containerd fetches it again (it still believes the blob exists only until its next
+//!   Info/Read, which then answers NOT_FOUND).
+//! - `--verify`: a DAG that cannot be read back, or does not hash to its digest → re-import
+//!   the verified cached copy, else drop the record as above.
+//! - an orphan pin: a recursive pin named `ipcs:<this store's id>` whose CID no record
+//!   references → unpin. Only pins carrying this store's own name are ever unpinned; pins
+//!   with any other name, or none, belong to someone else (another store, IPFS Cluster, a
+//!   user) and are not even reported.
+//! - an ingest record without its data file → drop the record (it held no bytes).
+//! - an ingest directory without a record, a temp file → delete.
+//! - a cache file without a record, of the wrong size, or (`--verify`) not hashing to its
+//!   name → delete (the cache is only a copy; IPFS is the source of truth).
+//!
+//! The store must be stopped: the index is opened directly and redb's exclusive lock makes
+//! a second opener fail, which is reported as "is `ipcs serve` running?".
+use crate::config::Config;
+use crate::digest::{Digest, Digester};
+use crate::index::{BlobRecord, Index, IndexError};
+use crate::ipfs::{KuboClient, KuboError};
+use crate::store::error::{blocking, StoreError};
+use crate::store::identity;
+use crate::store::paths::DataPaths;
+use futures::StreamExt;
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct FsckOptions {
+    pub repair: bool,
+    /// Read every DAG back from Kubo and hash every cache file.
+    pub verify: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum FindingKind {
+    /// Record's CID not pinned (re-pinnable, or not checked yet).
+    MissingPin,
+    /// Record's CID not pinned and its DAG is not in Kubo any more.
+    LostDag,
+    UnreadableDag,
+    OrphanPin,
+    IngestWithoutFile,
+    IngestDirWithoutRecord,
+    CacheStale,
+    CacheCorrupt,
+    TempDebris,
+}
+
+impl FindingKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FindingKind::MissingPin => "missing-pin",
+            FindingKind::LostDag => "lost-dag",
+            FindingKind::UnreadableDag => "unreadable-dag",
+            FindingKind::OrphanPin => "orphan-pin",
+            FindingKind::IngestWithoutFile => "ingest-without-file",
+            FindingKind::IngestDirWithoutRecord => "ingest-dir-without-record",
+            FindingKind::CacheStale => "cache-stale",
+            FindingKind::CacheCorrupt => "cache-corrupt",
+            FindingKind::TempDebris => "temp-debris",
+        }
+    }
+
+    /// Whether a `kill -9` of `ipcs serve` can leave this behind by itself: each is a
+    /// crash between two steps that cannot share one transaction (Kubo, redb, files).
+    pub fn expected_after_crash(self) -> bool {
+        match self {
+            // Commit killed between the named pin and the index write.
+            FindingKind::OrphanPin
+            // Delete killed between the unpin and the index write.
+            | FindingKind::MissingPin
+            // Write killed between the ingest record and its first file.
+            | FindingKind::IngestWithoutFile
+            // Commit killed between the index write and the ingest dir removal.
+            | FindingKind::IngestDirWithoutRecord
+            // Delete killed between the index write and the cache removal.
+            | FindingKind::CacheStale
+            | FindingKind::TempDebris => true,
+            FindingKind::LostDag | FindingKind::UnreadableDag | FindingKind::CacheCorrupt => {
+                false
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Found; not repaired because `--repair` was not given.
+    Reported,
+    Repaired(String),
+    /// `--repair` tried and failed; the finding remains.
+    Failed(String),
+}
+
+#[derive(Debug, Clone)]
+pub struct Finding {
+    pub kind: FindingKind,
+    pub subject: String,
+    pub detail: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct FsckReport {
+    pub blobs: u64,
+    pub pins: u64,
+    pub own_pins: u64,
+    pub ingests: u64,
+    pub cache_files: u64,
+    /// DAGs read back and hashed (`--verify`).
+    pub verified: u64,
+    pub pin_name: String,
+    pub findings: Vec<Finding>,
+}
+
+impl FsckReport {
+    /// Findings that are still there after this run.
+    pub fn remaining(&self) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| !matches!(f.outcome, Outcome::Repaired(_)))
+            .count()
+    }
+
+    pub fn repaired(&self) -> usize {
+        self.findings.len() - self.remaining()
+    }
+
+    /// `kind=count` pairs in a stable order.
+    pub fn counts(&self) -> Vec<(FindingKind, usize)> {
+        let mut m: std::collections::BTreeMap<FindingKind, usize> = Default::default();
+        for f in &self.findings {
+            *m.entry(f.kind).or_default() += 1;
+        }
+        m.into_iter().collect()
+    }
+}
+
+struct Fsck {
+    paths: DataPaths,
+    index: Index,
+    kubo: KuboClient,
+    config: Config,
+    opts: FsckOptions,
+    report: FsckReport,
+}
+
+/// Checks (and with `opts.repair`, repairs) the store in `config.data_dir`.
+pub async fn fsck(config: &Config, opts: FsckOptions) -> Result<FsckReport, StoreError> {
+    let paths = DataPaths::new(&config.data_dir);
+    let p = paths.clone();
+    let (index, pin_name) = blocking(move || {
+        if !p.index().exists() {
+            return Err(StoreError::NotFound(format!(
+                "ipcs index {}",
+                p.index().display()
+            )));
+        }
+        let index = Index::open(&p.index()).map_err(|e| match e {
+            IndexError::InUse(path) => StoreError::FailedPrecondition(format!(
+                "index {path} is locked by another process: is `ipcs serve` running on \
+                 this data dir? fsck needs it stopped"
+            )),
+            e => e.into(),
+        })?;
+        let name = identity::pin_name(&p).map_err(StoreError::io("reading the store id"))?;
+        Ok((index, name))
+    })
+    .await?;
+    let kubo = KuboClient::new(
+        &config.kubo_api,
+        config.kubo_timeout(),
+        config.kubo_min_rate_bytes_per_sec,
+    )
+    .map_err(StoreError::ipfs("configuring kubo client"))?
+    .with_pin_name(pin_name.clone());
+    kubo.version()
+        .await
+        .map_err(StoreError::ipfs("fsck needs the store's kubo node"))?;
+    let mut f = Fsck {
+        paths,
+        index,
+        kubo,
+        config: config.clone(),
+        opts,
+        report: FsckReport {
+            pin_name,
+            ..Default::default()
+        },
+    };
+    f.run().await?;
+    Ok(f.report)
+}
+
+fn repaired(what: impl Into<String>) -> Outcome {
+    Outcome::Repaired(what.into())
+}
+
+/// Hashes a whole file in 1 MiB reads; `None` when it cannot be read.
+fn hash_file(path: &Path, alg: crate::digest::Algorithm) -> Option<(Digest, u64)> {
+    let mut f = std::fs::File::open(path).ok()?;
+    let mut h = Digester::new(alg);
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = f.read(&mut buf).ok()?;
+        if k == 0 {
+            return Some((h.digest(), n));
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+}
+
+fn remove_path(p: &Path) -> std::io::Result<()> {
+    let r = if p.is_dir() {
+        std::fs::remove_dir_all(p)
+    } else {
+        std::fs::remove_file(p)
+    };
+    match r {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+impl Fsck {
+    fn found(&mut self, kind: FindingKind, subject: impl Into<String>, detail: impl Into<String>) {
+        self.report.findings.push(Finding {
+            kind,
+            subject: subject.into(),
+            detail: detail.into(),
+            outcome: Outcome::Reported,
+        });
+    }
+
+    fn settle(&mut self, outcome: Outcome) {
+        if let Some(f) = self.report.findings.last_mut() {
+            f.outcome = outcome;
+        }
+    }
+
+    async fn run(&mut self) -> Result<(), StoreError> {
+        let mut pins: HashMap<String, String> = HashMap::new();
+        self.report.pins = self
+            .kubo
+            .pin_ls_recursive(|p| {
+                pins.insert(p.cid, p.name);
+            })
+            .await
+            .map_err(StoreError::ipfs("listing recursive pins"))?;
+        let ours = self.report.pin_name.clone();
+        self.report.own_pins = pins.values().filter(|n| **n == ours).count() as u64;
+
+        let index = self.index.clone();
+        let records = blocking(move || {
+            let mut v = Vec::new();
+            index.for_each_blob(|r| {
+                v.push(r);
+                true
+            })?;
+            Ok(v)
+        })
+        .await?;
+        self.report.blobs = records.len() as u64;
+        for rec in &records {
+            if !pins.contains_key(&rec.cid) {
+                self.unpinned(rec).await?;
+            } else if self.opts.verify {
+                self.verify_dag(rec).await?;
+            }
+        }
+        // Referenced CIDs as they are after the repairs above (a re-import may have moved
+        // a record to another CID), so no repair's pin is taken for an orphan.
+        let index = self.index.clone();
+        let referenced = blocking(move || {
+            let mut set = HashSet::new();
+            index.for_each_blob(|r| {
+                set.insert(r.cid);
+                true
+            })?;
+            Ok(set)
+        })
+        .await?;
+        let mut orphans: Vec<&String> = pins
+            .iter()
+            .filter(|(cid, name)| **name == ours && !referenced.contains(*cid))
+            .map(|(cid, _)| cid)
+            .collect();
+        orphans.sort();
+        for cid in orphans {
+            self.found(
+                FindingKind::OrphanPin,
+                cid.clone(),
+                format!("pinned as {ours:?} but no blob record references it"),
+            );
+            if self.opts.repair {
+                let o = match self.kubo.pin_rm(cid).await {
+                    Ok(()) => repaired("unpinned"),
+                    Err(e) => Outcome::Failed(e.to_string()),
+                };
+                self.settle(o);
+            }
+        }
+        let by_digest: HashMap<String, u64> =
+            records.iter().map(|r| (r.digest.clone(), r.size)).collect();
+        self.check_ingests().await?;
+        self.check_cache(by_digest).await?;
+        self.check_tmp().await
+    }
+
+    /// A record whose CID is not pinned: re-pin it from local blocks, else re-import the
+    /// cached copy, else the blob is gone and its record is dropped.
+    async fn unpinned(&mut self, rec: &BlobRecord) -> Result<(), StoreError> {
+        self.found(
+            FindingKind::MissingPin,
+            rec.digest.clone(),
+            format!("{} is not pinned", rec.cid),
+        );
+        if !self.opts.repair {
+            return Ok(());
+        }
+        match self.kubo.pin_add_local(&rec.cid).await {
+            Ok(()) => {
+                self.settle(repaired("re-pinned from local blocks"));
+                return Ok(());
+            }
+            // Kubo answered: blocks are missing. Anything else (down, slow) is no verdict.
+            Err(KuboError::Api { .. }) => {}
+            Err(e) => {
+                self.settle(Outcome::Failed(e.to_string()));
+                return Ok(());
+            }
+        }
+        if let Some(f) = self.report.findings.last_mut() {
+            f.kind = FindingKind::LostDag;
+            f.detail = format!("{} is not pinned and its DAG is not in kubo", rec.cid);
+        }
+        let o = self.restore_or_drop(rec).await?;
+        self.settle(o);
+        Ok(())
+    }
+
+    /// Streams the DAG from local blocks and compares size and digest with the record.
+    async fn verify_dag(&mut self, rec: &BlobRecord) -> Result<(), StoreError> {
+        let digest: Digest = rec.digest.parse()?;
+        // One byte more than recorded, so a DAG longer than the blob is caught too.
+        let problem = match self.kubo.cat_local(&rec.cid, 0, rec.size + 1).await {
+            Err(e) => Some(e.to_string()),
+            Ok(stream) => {
+                let mut stream = Box::pin(stream);
+                let mut h = Digester::new(digest.algorithm());
+                let mut n = 0u64;
+                let mut err = None;
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        Ok(c) => {
+                            n += c.len() as u64;
+                            h.update(&c);
+                        }
+                        Err(e) => {
+                            err = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                let got = h.digest();
+                match err {
+                    Some(e) => Some(e),
+                    None if n != rec.size || got != digest => Some(format!(
+                        "reads back {n} bytes with digest {got}, recorded {} bytes",
+                        rec.size
+                    )),
+                    None => None,
+                }
+            }
+        };
+        self.report.verified += 1;
+        let Some(problem) = problem else {
+            return Ok(());
+        };
+        self.found(
+            FindingKind::UnreadableDag,
+            rec.digest.clone(),
+            format!("{}: {problem}", rec.cid),
+        );
+        if self.opts.repair {
+            let o = self.restore_or_drop(rec).await?;
+            self.settle(o);
+        }
+        Ok(())
+    }
+
+    /// Re-imports the blob from a cache file that still hashes to its digest; failing
+    /// that, unpins the broken DAG and forgets the blob so containerd fetches it again.
+    async fn restore_or_drop(&mut self, rec: &BlobRecord) -> Result<Outcome, StoreError> {
+        let digest: Digest = rec.digest.parse()?;
+        let cached = self.paths.cached_blob(&digest);
+        let (c, alg, size) = (cached.clone(), digest.algorithm(), rec.size);
+        let good = blocking(move || {
+            Ok(matches!(hash_file(&c, alg), Some((d, n)) if n == size && d == digest))
+        })
+        .await?;
+        if good {
+            match self
+                .kubo
+                .add_file(&cached, rec.size, &self.config.import)
+                .await
+            {
+                Ok(added) if added.cid == rec.cid => {
+                    return Ok(repaired("re-imported from the cache"));
+                }
+                Ok(added) => {
+                    // Import options changed since the commit: the bytes are right, so the
+                    // record follows the new CID.
+                    let (index, key, cid) =
+                        (self.index.clone(), rec.digest.clone(), added.cid.clone());
+                    blocking(move || Ok(index.update_blob(&key, |r| r.cid = cid)?)).await?;
+                    return Ok(repaired(format!(
+                        "re-imported from the cache as {}",
+                        added.cid
+                    )));
+                }
+                Err(e) => return Ok(Outcome::Failed(e.to_string())),
+            }
+        }
+        if let Err(e) = self.kubo.pin_rm(&rec.cid).await {
+            return Ok(Outcome::Failed(e.to_string()));
+        }
+        let (index, key, path) = (self.index.clone(), rec.digest.clone(), cached);
+        blocking(move || {
+            index.remove_blob(&key)?;
+            remove_path(&path).map_err(StoreError::io(format!("removing {}", path.display())))
+        })
+        .await?;
+        Ok(repaired(
+            "unrecoverable: record dropped, containerd will fetch it again",
+        ))
+    }
+
+    async fn check_ingests(&mut self) -> Result<(), StoreError> {
+        let (index, paths) = (self.index.clone(), self.paths.clone());
+        let (records, stray) = blocking(move || {
+            let records = index.ingests()?;
+            let live: HashSet<PathBuf> = records
+                .iter()
+                .map(|r| paths.ingest_dir(&r.ingest_ref))
+                .collect();
+            let mut stray = Vec::new();
+            if let Ok(dir) = std::fs::read_dir(paths.ingests()) {
+                for e in dir.flatten() {
+                    if !live.contains(&e.path()) {
+                        stray.push(e.path());
+                    }
+                }
+            }
+            let no_file: Vec<String> = records
+                .iter()
+                .filter(|r| !paths.ingest_data(&r.ingest_ref).is_file())
+                .map(|r| r.ingest_ref.clone())
+                .collect();
+            Ok((records.len() as u64, (no_file, stray)))
+        })
+        .await?;
+        self.report.ingests = records;
+        let (no_file, stray) = stray;
+        for r in no_file {
+            self.found(FindingKind::IngestWithoutFile, r.clone(), "no data file");
+            if self.opts.repair {
+                let (index, paths) = (self.index.clone(), self.paths.clone());
+                blocking(move || {
+                    index.remove_ingest(&r)?;
+                    remove_path(&paths.ingest_dir(&r)).map_err(StoreError::io("removing ingest"))
+                })
+                .await?;
+                self.settle(repaired("record dropped (it held no bytes)"));
+            }
+        }
+        for p in stray {
+            self.found(
+                FindingKind::IngestDirWithoutRecord,
+                p.display().to_string(),
+                "no ingest record",
+            );
+            self.remove_if_repairing(p).await?;
+        }
+        Ok(())
+    }
+
+    async fn remove_if_repairing(&mut self, p: PathBuf) -> Result<(), StoreError> {
+        if self.opts.repair {
+            let o = match blocking(move || Ok(remove_path(&p))).await? {
+                Ok(()) => repaired("deleted"),
+                Err(e) => Outcome::Failed(e.to_string()),
+            };
+            self.settle(o);
+        }
+        Ok(())
+    }
+
+    async fn check_cache(&mut self, records: HashMap<String, u64>) -> Result<(), StoreError> {
+        let root = self.paths.cache();
+        let verify = self.opts.verify;
+        let (count, bad) = blocking(move || {
+            let mut bad: Vec<(FindingKind, PathBuf, String)> = Vec::new();
+            let mut count = 0u64;
+            let Ok(algs) = std::fs::read_dir(&root) else {
+                return Ok((0, bad));
+            };
+            for alg_dir in algs.flatten() {
+                let alg = alg_dir.file_name().to_string_lossy().to_string();
+                let Ok(files) = std::fs::read_dir(alg_dir.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    count += 1;
+                    let path = f.path();
+                    let name = f.file_name().to_string_lossy().to_string();
+                    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    let key = format!("{alg}:{name}");
+                    let Ok(d) = key.parse::<Digest>() else {
+                        bad.push((FindingKind::CacheStale, path, "not a digest".into()));
+                        continue;
+                    };
+                    match records.get(&key) {
+                        None => bad.push((FindingKind::CacheStale, path, "no blob record".into())),
+                        Some(size) if *size != len => bad.push((
+                            FindingKind::CacheStale,
+                            path,
+                            format!("{len} bytes, record says {size}"),
+                        )),
+                        Some(_) if verify => {
+                            if let Some((got, _)) = hash_file(&path, d.algorithm()) {
+                                if got != d {
+                                    bad.push((
+                                        FindingKind::CacheCorrupt,
+                                        path,
+                                        format!("content hashes to {got}"),
+                                    ));
+                                }
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            Ok((count, bad))
+        })
+        .await?;
+        self.report.cache_files = count;
+        for (kind, path, detail) in bad {
+            self.found(kind, path.display().to_string(), detail);
+            self.remove_if_repairing(path).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_tmp(&mut self) -> Result<(), StoreError> {
+        let tmp = self.paths.tmp();
+        let debris = blocking(move || {
+            Ok(std::fs::read_dir(&tmp)
+                .map(|d| d.flatten().map(|e| e.path()).collect::<Vec<_>>())
+                .unwrap_or_default())
+        })
+        .await?;
+        for p in debris {
+            self.found(
+                FindingKind::TempDebris,
+                p.display().to_string(),
+                "temp file left by an interrupted fetch",
+            );
+            self.remove_if_repairing(p).await?;
+        }
+        Ok(())
+    }
+}
