@@ -13,7 +13,6 @@ use ipcs::server::proto::admin::admin_client::AdminClient;
 use ipcs::server::proto::admin::BlobsRequest;
 use ipcs::server::proto::content_client::ContentClient;
 use ipcs::server::proto::*;
-use sha2::{Digest as _, Sha256};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -27,26 +26,9 @@ use tonic::{Code, Status};
 
 type Client = ContentClient<Channel>;
 
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-    fn bytes(&mut self, n: usize) -> Vec<u8> {
-        (0..n).map(|_| self.next() as u8).collect()
-    }
-}
-
-fn sha(data: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(data)))
-}
+#[path = "support/rng.rs"]
+mod rng;
+use rng::{sha, Rng};
 
 fn msg(
     action: WriteAction,

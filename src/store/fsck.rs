@@ -174,13 +174,7 @@ pub async fn fsck(config: &Config, opts: FsckOptions) -> Result<FsckReport, Stor
         Ok((index, name))
     })
     .await?;
-    let kubo = KuboClient::new(
-        &config.kubo_api,
-        config.kubo_timeout(),
-        config.kubo_min_rate_bytes_per_sec,
-    )
-    .map_err(StoreError::ipfs("configuring kubo client"))?
-    .with_pin_name(pin_name.clone());
+    let kubo = super::kubo_client(config, pin_name.clone())?;
     kubo.version()
         .await
         .map_err(StoreError::ipfs("fsck needs the store's kubo node"))?;

@@ -141,13 +141,7 @@ impl ContentStore {
             identity::pin_name(&p).map_err(StoreError::io("reading the store id"))
         })
         .await?;
-        let kubo = KuboClient::new(
-            &config.kubo_api,
-            config.kubo_timeout(),
-            config.kubo_min_rate_bytes_per_sec,
-        )
-        .map_err(StoreError::ipfs("configuring kubo client"))?
-        .with_pin_name(pin_name);
+        let kubo = kubo_client(config, pin_name)?;
         let p = paths.clone();
         let cache_max = config.cache_max_bytes;
         let (index, cache) = blocking(move || {
@@ -477,4 +471,15 @@ fn read_end(d: &Digest, blob_size: u64, offset: u64, size: i64) -> Result<u64, S
     } else {
         offset.saturating_add(size as u64).min(blob_size)
     })
+}
+
+/// The Kubo client of a store whose blob pins are named `pin_name`.
+pub(crate) fn kubo_client(config: &Config, pin_name: String) -> Result<KuboClient, StoreError> {
+    Ok(KuboClient::new(
+        &config.kubo_api,
+        config.kubo_timeout(),
+        config.kubo_min_rate_bytes_per_sec,
+    )
+    .map_err(StoreError::ipfs("configuring kubo client"))?
+    .with_pin_name(pin_name))
 }
