@@ -29,7 +29,7 @@ type Client = ContentClient<Channel>;
 
 #[path = "support/rng.rs"]
 mod rng;
-use rng::{sha, Rng};
+use rng::{msg, sha, Rng};
 
 fn odd_digest(r: &mut Rng) -> String {
     let hex64 = "a".repeat(64);
@@ -171,23 +171,6 @@ impl Session {
             .message()
             .await?
             .ok_or_else(|| Status::new(Code::Unknown, "EOF: stream ended without a status"))
-    }
-}
-
-fn msg(
-    action: WriteAction,
-    r: &str,
-    offset: i64,
-    total: i64,
-    expected: &str,
-) -> WriteContentRequest {
-    WriteContentRequest {
-        action: action as i32,
-        r#ref: r.into(),
-        offset,
-        total,
-        expected: expected.into(),
-        ..Default::default()
     }
 }
 

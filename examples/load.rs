@@ -28,24 +28,7 @@ type Client = ContentClient<Channel>;
 
 #[path = "support/rng.rs"]
 mod rng;
-use rng::{sha, Rng};
-
-fn msg(
-    action: WriteAction,
-    r: &str,
-    offset: i64,
-    total: i64,
-    expected: &str,
-) -> WriteContentRequest {
-    WriteContentRequest {
-        action: action as i32,
-        r#ref: r.into(),
-        offset,
-        total,
-        expected: expected.into(),
-        ..Default::default()
-    }
-}
+use rng::{msg, sha, Rng};
 
 struct Session {
     _tx: mpsc::Sender<WriteContentRequest>,

@@ -1,7 +1,9 @@
 //! What the hostile-input and load clients share: a seeded splitmix64 (deterministic per
-//! seed, independent of rand's API) and the sha256 digest string containerd uses.
+//! seed, independent of rand's API), the sha256 digest string containerd uses, and a
+//! Write message without data.
 #![allow(dead_code)]
 
+use ipcs::server::proto::{WriteAction, WriteContentRequest};
 use sha2::{Digest as _, Sha256};
 
 pub struct Rng(pub u64);
@@ -30,4 +32,21 @@ impl Rng {
 
 pub fn sha(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+pub fn msg(
+    action: WriteAction,
+    r: &str,
+    offset: i64,
+    total: i64,
+    expected: &str,
+) -> WriteContentRequest {
+    WriteContentRequest {
+        action: action as i32,
+        r#ref: r.into(),
+        offset,
+        total,
+        expected: expected.into(),
+        ..Default::default()
+    }
 }
