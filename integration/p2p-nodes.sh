@@ -10,7 +10,9 @@
 #
 # Before calling anything, the caller sets P2P_DIR, P2P_LOG (start-up errors are appended
 # there) and P2P_NS (containerd namespace), then runs p2p_network_init. Optional:
-# P2P_IPCS, P2P_IPFS, P2P_CLUSTER_CTL (binaries), P2P_REFRESH (cluster refresh seconds, 2).
+# P2P_IPCS, P2P_IPFS, P2P_CLUSTER_CTL (binaries), P2P_REFRESH (cluster refresh seconds, 2),
+# P2P_REBROADCAST (cluster CRDT rebroadcast interval, e.g. 2s; default the cluster's 1m: a
+# peer joining after the last pin change waits that long for the pinset).
 # Daemons start with fds 8 and 9 closed: callers keep their own stdout/stderr there, and a
 # daemon holding them would keep the caller's pipe open after it exits.
 #
@@ -35,6 +37,7 @@ P2P_IPCS="${P2P_IPCS:-$root/target/release/ipcs}"
 P2P_IPFS="${P2P_IPFS:-$P2P_TOOLS/bin/ipfs}"
 P2P_CLUSTER_CTL="${P2P_CLUSTER_CTL:-$P2P_TOOLS/bin/ipfs-cluster-ctl}"
 P2P_REFRESH="${P2P_REFRESH:-2}"
+P2P_REBROADCAST="${P2P_REBROADCAST:-}"
 declare -A P2P_API=() P2P_MADDR=() P2P_SWARM=() P2P_REST=() P2P_CMA=() P2P_PID=() P2P_MIRROR=()
 P2P_NODES=()
 
@@ -84,7 +87,8 @@ p2p_cluster_start() {
   for m in "$@"; do peers="${peers:+$peers,}${P2P_CMA[$m]}"; done
   out=$(timeout 120 "$root/scripts/cluster-node.sh" start "$P2P_DIR/$n/cluster" \
           --secret "$P2P_SECRET" --kubo-api "${P2P_API[$n]}" --listen "$(free_port)" --rest "$(free_port)" \
-          ${peers:+--peers "$peers"} --replication 1 2>>"$P2P_LOG" 8>&- 9>&-) || return 1
+          ${peers:+--peers "$peers"} ${P2P_REBROADCAST:+--rebroadcast "$P2P_REBROADCAST"} \
+          --replication 1 2>>"$P2P_LOG" 8>&- 9>&-) || return 1
   P2P_REST[$n]=$(sed -n 1p <<<"$out") P2P_CMA[$n]=$(sed -n 2p <<<"$out")
   [ -n "${P2P_CMA[$n]}" ]
 }
