@@ -38,17 +38,17 @@ work=$(mktemp -d /tmp/ipcs-p2p-XXXXXX)
 logs="$work/logs"; mkdir -p "$logs"
 reg_dir="$work/registry"
 passed=0 failed=0 setup_done=0 all_run=0 last_log=""
+# shellcheck source=integration/p2p-nodes.sh
+. "$root/integration/p2p-nodes.sh"
+P2P_DIR="$work" P2P_LOG="$logs/setup.log" P2P_NS="$NS" P2P_IPCS="$IPCS" P2P_IPFS="$IPFS"
+P2P_CLUSTER_CTL="$CLUSTER_CTL" P2P_REFRESH=$REFRESH
 # A private network: one cluster secret, one Kubo swarm key (libp2p PSK) for the three nodes.
-secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
-swarm_key="$work/swarm.key"
-printf '/key/swarm/psk/1.0.0/\n/base16/\n%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$swarm_key"
-chmod 600 "$swarm_key"
-declare -A API MADDR REST CMA PID
+p2p_network_init
 
-ctr()   { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$work/$n/containerd/ctr" -n "$NS" "$@"; }
-ipfs()  { local n=$1 t=$2; shift 2; timeout -k 5 "$t" "$IPFS" --api "${MADDR[$n]}" "$@"; }
-cctl()  { local n=$1; shift; timeout -k 5 60 "$CLUSTER_CTL" --host "/ip4/127.0.0.1/tcp/${REST[$n]##*:}" "$@"; }
-blobs() { timeout -k 5 60 "$IPCS" blobs --socket "$work/$1/ipcs.sock"; }
+ctr()   { p2p_ctr "$@"; }
+ipfs()  { p2p_ipfs "$@"; }
+cctl()  { p2p_cctl "$@"; }
+blobs() { p2p_blobs "$@"; }
 
 diagnostics() {
   if [ -n "$last_log" ] && [ -s "$last_log" ]; then
@@ -61,14 +61,6 @@ diagnostics() {
   done
 }
 
-stop_node() {
-  local n=$1 d="$work/$1"
-  "$root/integration/containerd-node.sh" stop "$d/containerd" >/dev/null 2>&1 || true
-  if [ -n "${PID[$n]:-}" ]; then kill "${PID[$n]}" 2>/dev/null || true; PID[$n]=""; fi
-  "$root/scripts/cluster-node.sh" stop "$d/cluster" >/dev/null 2>&1 || true
-  "$root/scripts/kubo-node.sh" stop "$d/kubo" >/dev/null 2>&1 || true
-}
-
 cleanup() {
   local rc=$?
   set +e
@@ -77,7 +69,7 @@ cleanup() {
   local n
   for n in a b c; do
     mountpoint -q "$work/$n/mnt" 2>/dev/null && umount -l "$work/$n/mnt"
-    stop_node "$n"
+    p2p_node_stop "$n"
   done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
   if [ "$setup_done" != 1 ]; then
@@ -107,68 +99,22 @@ timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" small big
 SMALL="$reg/ipcs/small:v1" BIG="$reg/ipcs/big:v1" MULTI="$reg/ipcs/multi:v1"
 say "registry $reg, work dir $work"
 
-for n in a b c; do
-  api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$work/$n/kubo" --api "$(free_port)" \
-          --swarm "$(free_port)" --swarm-key "$swarm_key" 2>>"$last_log" 8>&- 9>&-)
-  API[$n]=$api MADDR[$n]="/ip4/127.0.0.1/tcp/${api##*:}"
-done
-declare -A SWARM
-for n in a b c; do
-  id=$(ipfs "$n" 30 id -f '<id>')
-  port=$(IPFS_PATH="$work/$n/kubo" "$IPFS" config Addresses.Swarm | jq -r '.[0]' | sed 's|.*/tcp/||')
-  SWARM[$n]="/ip4/127.0.0.1/tcp/$port/p2p/$id"
-done
-for n in a b c; do
-  others=()
-  for m in a b c; do [ "$m" = "$n" ] || others+=("${SWARM[$m]}"); done
-  timeout 60 "$root/scripts/kubo-peer.sh" "$work/$n/kubo" "${others[@]}" >>"$last_log" 2>&1
-done
-say "kubo: ${API[a]} ${API[b]} ${API[c]} (peered)"
+for n in a b c; do p2p_kubo_start "$n"; done
+p2p_kubo_peer a b c
+p2p_kubo_peer b a c
+p2p_kubo_peer c a b
+say "kubo: ${P2P_API[a]} ${P2P_API[b]} ${P2P_API[c]} (peered)"
 
-# A new peer bootstraps to every running one: on loopback the cluster DHT cannot look up
-# peer addresses, so a peer known only through another stays unreachable for status.
-peers=""
-for n in a b c; do
-  { read -r rest; read -r cma; } < <(timeout 120 "$root/scripts/cluster-node.sh" start "$work/$n/cluster" \
-      --secret "$secret" --kubo-api "${API[$n]}" --listen "$(free_port)" --rest "$(free_port)" \
-      ${peers:+--peers "$peers"} --replication 1 2>>"$last_log" 8>&- 9>&-)
-  REST[$n]=$rest CMA[$n]=$cma
-  peers="${peers:+$peers,}$cma"
-done
-for _ in $(seq 1 60); do
-  [ "$(cctl c peers ls 2>/dev/null | grep -c '| Sees')" -ge 3 ] && break
-  sleep 1
-done
-say "cluster: ${REST[a]} ${REST[b]} ${REST[c]}"
+p2p_cluster_start a
+p2p_cluster_start b a
+p2p_cluster_start c a b
+p2p_cluster_wait_peers c 3 || say "cluster peer c does not see all three peers yet"
+say "cluster: ${P2P_REST[a]} ${P2P_REST[b]} ${P2P_REST[c]}"
 
-start_ipcs() {
-  local n=$1 d="$work/$1"
-  "$IPCS" serve --socket "$d/ipcs.sock" --data-dir "$d/data" --kubo-api "${API[$n]}" \
-    --cluster-api "${REST[$n]}" --cluster-replication 1 --cluster-refresh-secs "$REFRESH" \
-    --peer-fetch-deadline-secs 60 --mirror-listen "127.0.0.1:${MIRROR[$n]}" \
-    </dev/null >/dev/null 2>>"$d/ipcs.log" 8>&- 9>&- &
-  PID[$n]=$!
-  disown "${PID[$n]}"
-  for _ in $(seq 1 300); do
-    [ -S "$d/ipcs.sock" ] && blobs "$n" >/dev/null 2>&1 && return 0
-    sleep 0.1
-  done
-  return 1
-}
-declare -A MIRROR
 for n in a b c; do
-  MIRROR[$n]=$(free_port)
-  start_ipcs "$n"
-  timeout 120 "$root/integration/containerd-node.sh" start "$work/$n/containerd" --version 1.6 \
-    --content-socket "$work/$n/ipcs.sock" >/dev/null 2>>"$last_log" 8>&- 9>&-
-  # containerd asks ipcs's mirror first, then the registry itself.
-  mkdir -p "$work/$n/hosts/$reg" "$work/$n/mnt"
-  cat >"$work/$n/hosts/$reg/hosts.toml" <<EOF
-server = "http://$reg"
-
-[host."http://127.0.0.1:${MIRROR[$n]}"]
-  capabilities = ["pull", "resolve"]
-EOF
+  p2p_ipcs_start "$n"
+  p2p_containerd_start "$n" "$reg"
+  mkdir -p "$work/$n/mnt"
 done
 setup_done=1
 say "three nodes up"
@@ -189,22 +135,7 @@ file_check() {  # file_check NODE REF EXPECTED_TEXT
   return $ok
 }
 
-# Waits until the cluster pinset holds every blob node N has, and the mirrors refreshed.
-wait_published() {
-  local n=$1 want have
-  want=$(blobs "$n" | awk '{ print $2 }' | sort -u)
-  for _ in $(seq 1 60); do
-    have=$(cctl c pin ls 2>/dev/null | awk '{ print $1 }' | sort -u)
-    if [ -z "$(comm -23 <(echo "$want") <(echo "$have"))" ]; then
-      sleep $((REFRESH * 2 + 1)); return 0
-    fi
-    sleep 1
-  done
-  say "cluster pinset lacks: $(comm -23 <(echo "$want") <(echo "$have") | tr '\n' ' ')"
-  return 1
-}
-
-check_a_pulls() { pull a pull-a-big "$BIG" && wait_published a; }
+check_a_pulls() { pull a pull-a-big "$BIG" && p2p_wait_published a c; }
 
 check_registry_stopped() {
   reg_off=$(stat -c %s "$reg_log")
@@ -226,7 +157,7 @@ check_no_blob_requests() {
 }
 
 check_c_repulls_from_b() {
-  stop_node a
+  p2p_node_stop a
   say "node A stopped"
   logged rm-c-big ctr c 300 images rm --sync "$BIG" || return 1
   local lease; lease=$(ctr c 60 leases create) && logged gc-c ctr c 300 leases rm --sync "$lease" || return 1

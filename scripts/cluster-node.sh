@@ -5,7 +5,7 @@
 # APIs. Needs the ipcs-patched build from install-ipfs-cluster.sh (no UPnP/NAT-PMP).
 #
 #   cluster-node.sh start DIR --secret HEX --kubo-api URL|MULTIADDR --listen PORT --rest PORT
-#                             [--peers MULTIADDR,...] [--replication N]
+#                             [--peers MULTIADDR,...] [--replication N] [--rebroadcast DURATION]
 #       inits DIR (IPFS_CLUSTER_PATH) if needed, (re)writes service.json from the flags
 #       on every start, starts the daemon (log DIR/cluster.log, pid DIR/ipcs-cluster.pid),
 #       waits until the REST API answers, then prints two lines:
@@ -17,14 +17,16 @@
 #       127.0.0.0/8 addresses), so peers that were never told about each other stay
 #       unconnected and global `status` from one to the other fails with
 #       "routing: not found" (pins still replicate through the CRDT pubsub mesh). --replication N sets replication_factor_min/max
-#       (default -1 = pin everywhere).
+#       (default -1 = pin everywhere). --rebroadcast DURATION (Go syntax, e.g. 2s) sets
+#       consensus.crdt.rebroadcast_interval: a peer that joins after the last pin change only
+#       learns the pinset when a peer re-announces its heads, by default once a minute at best.
 #   cluster-node.sh stop DIR
 set -euo pipefail
 TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 SVC="${IPFS_CLUSTER_SERVICE_BIN:-$TOOLS/bin/ipfs-cluster-service}"
 CTL="${IPFS_CLUSTER_CTL_BIN:-$TOOLS/bin/ipfs-cluster-ctl}"
 cmd="${1:?usage: cluster-node.sh start|stop DIR ...}"; dir="${2:?DIR missing}"; shift 2
-secret=""; kubo=""; listen=""; rest=""; peers=""; repl=-1
+secret=""; kubo=""; listen=""; rest=""; peers=""; repl=-1; rebroadcast=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --secret) secret="$2"; shift 2;;
@@ -33,6 +35,7 @@ while [ $# -gt 0 ]; do
     --rest) rest="$2"; shift 2;;
     --peers) peers="$2"; shift 2;;
     --replication) repl="$2"; shift 2;;
+    --rebroadcast) rebroadcast="$2"; shift 2;;
     *) echo "unknown option $1" >&2; exit 2;;
   esac
 done
@@ -61,7 +64,8 @@ configure() {
   peers_json=$(jq -cn --arg p "$peers" '$p | split(",") | map(select(length > 0))')
   jq --arg secret "$secret" --arg name "$(basename "$dir")" \
      --arg listen "/ip4/127.0.0.1/tcp/$listen" --arg rest "/ip4/127.0.0.1/tcp/$rest" \
-     --arg kubo "$kubo_ma" --argjson peers "$peers_json" --argjson repl "$repl" '
+     --arg kubo "$kubo_ma" --argjson peers "$peers_json" --argjson repl "$repl" \
+     --arg rebroadcast "$rebroadcast" '
     .cluster.secret = $secret
     | .cluster.peername = $name
     | .cluster.listen_multiaddress = [$listen]          # TCP on loopback only, no QUIC
@@ -72,6 +76,8 @@ configure() {
     | .cluster.replication_factor_min = $repl
     | .cluster.replication_factor_max = $repl
     | .consensus.crdt.trusted_peers = ["*"]             # private via the shared secret
+    | if $rebroadcast == "" then del(.consensus.crdt.rebroadcast_interval)
+      else .consensus.crdt.rebroadcast_interval = $rebroadcast end
     | .api.restapi.http_listen_multiaddress = $rest
     | del(.api.ipfsproxy) | del(.api.pinsvcapi)         # absent section = API disabled
     | .ipfs_connector.ipfshttp.node_multiaddress = $kubo
