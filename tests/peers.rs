@@ -1,6 +1,7 @@
 //! Blobs a node never stored are adopted from IPFS only after their bytes hash to the
 //! digest; a wrong digest → CID mapping is caught, logged and ignored (NOT_FOUND, so
-//! containerd falls back to the registry).
+//! containerd falls back to the registry). A mapping whose size disagrees with the DAG's
+//! root is refused before the DAG is fetched.
 mod common;
 
 use common::*;
@@ -42,9 +43,11 @@ async fn ipfs_urls_in_manifests_let_a_node_adopt_verified_blobs() {
     let b = Ipcs::start().await;
     let mut cb = b.content().await;
     let wrong_digest = sha256_digest(b"content nobody has");
+    let wrong_size = sha256_digest(b"a size nobody has");
     let manifest = manifest_with_urls(&[
         (&dg, good.len(), &cids[&dg]),
         (&wrong_digest, other.len(), &cids[&dother]),
+        (&wrong_size, other.len() + 4000, &cids[&dother]),
     ]);
     put_blob(&mut cb, "b/manifest", &manifest).await.unwrap();
 
@@ -76,4 +79,68 @@ async fn ipfs_urls_in_manifests_let_a_node_adopt_verified_blobs() {
     let log = b.log_text();
     assert!(log.contains("does not match its digest"), "{log}");
     assert!(!b.cids().await.contains_key(&wrong_digest));
+
+    let e = cb
+        .info(InfoRequest {
+            digest: wrong_size.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::NotFound);
+    let log = b.log_text();
+    let expect = format!(
+        "holds {} bytes, but {wrong_size} is 5000 bytes",
+        other.len()
+    );
+    assert!(log.contains(&expect), "{log}");
+    assert!(!b.cids().await.contains_key(&wrong_size));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_manifest_from_peers_brings_its_layers_without_being_asked() {
+    let a = Ipcs::start().await;
+    let mut ca = a.content().await;
+    let l1 = random_bytes(700_000, 31);
+    let l2 = random_bytes(300_000, 32);
+    let d1 = put_blob(&mut ca, "a/l1", &l1).await.unwrap();
+    let d2 = put_blob(&mut ca, "a/l2", &l2).await.unwrap();
+    let cids = a.cids().await;
+    let image = manifest_with_urls(&[(&d1, l1.len(), &cids[&d1]), (&d2, l2.len(), &cids[&d2])]);
+    let dimage = put_blob(&mut ca, "a/image", &image).await.unwrap();
+    let cimage = a.cids().await[&dimage].clone();
+    drop(a);
+
+    // B only learns where the image manifest is; the manifest then names its layers.
+    let b = Ipcs::start().await;
+    let mut cb = b.content().await;
+    let pointer = manifest_with_urls(&[(&dimage, image.len(), &cimage)]);
+    put_blob(&mut cb, "b/pointer", &pointer).await.unwrap();
+    let info = cb
+        .info(InfoRequest {
+            digest: dimage.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .info
+        .unwrap();
+    assert_eq!(info.size as usize, image.len());
+
+    // Nobody asks for the layers: the prefetch adopts them (bounded wait).
+    let mut held = b.cids().await;
+    for _ in 0..100 {
+        if held.contains_key(&d1) && held.contains_key(&d2) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        held = b.cids().await;
+    }
+    assert_eq!(held.get(&d1), Some(&cids[&d1]), "layer 1 not prefetched");
+    assert_eq!(held.get(&d2), Some(&cids[&d2]), "layer 2 not prefetched");
+    assert_eq!(read_range(&mut cb, &d1, 0, 0).await.unwrap(), l1);
+    let log = b.log_text();
+    assert!(
+        log.contains("prefetching the manifest's blobs from peers"),
+        "{log}"
+    );
 }

@@ -62,6 +62,19 @@ pub struct PinEntry {
     pub name: String,
 }
 
+/// One line of `refs`: a block reached, or the error that stopped the walk.
+#[derive(Deserialize)]
+struct RefLine {
+    #[serde(rename = "Err", default)]
+    err: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct FileStatBody {
+    #[serde(rename = "Size")]
+    size: u64,
+}
+
 #[derive(Deserialize)]
 struct ApiErrorBody {
     #[serde(rename = "Message")]
@@ -414,6 +427,55 @@ impl KuboClient {
             ("names", "true".to_string()),
         ];
         let resp = self.call(op, "pin/ls", &query, Some(t), None).await?;
+        self.each_json_line(op, t, resp, |entry: PinEntry| {
+            f(entry);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Brings every block of `cid`'s DAG into the local blockstore without pinning it.
+    /// `refs -r` asks bitswap for all children of a node at once, where `cat` reads ahead
+    /// only a few blocks, so a large blob crosses from peers several times faster.
+    /// `size` (the blob's) scales the deadline. Returns the number of blocks listed.
+    pub async fn fetch_dag(&self, cid: &str, size: u64) -> Result<u64, KuboError> {
+        let op = "refs";
+        let t = self.transfer_timeout(size);
+        let query = [
+            ("arg", cid.to_string()),
+            ("recursive", "true".to_string()),
+            ("unique", "true".to_string()),
+        ];
+        let resp = self.call(op, "refs", &query, Some(t), None).await?;
+        let base = self.base.clone();
+        self.each_json_line(op, t, resp, |line: RefLine| match line.err {
+            Some(e) if !e.is_empty() => Err(KuboError::Api {
+                addr: base.clone(),
+                op,
+                message: e,
+            }),
+            _ => Ok(()),
+        })
+        .await
+    }
+
+    /// The file size recorded in the root of `cid`'s UnixFS DAG (one block fetched).
+    pub async fn file_size(&self, cid: &str) -> Result<u64, KuboError> {
+        let op = "files stat";
+        let t = self.timeout;
+        let query = [("arg", format!("/ipfs/{cid}"))];
+        let resp = self.call(op, "files/stat", &query, Some(t), None).await?;
+        Ok(self.json::<FileStatBody>(op, resp, t).await?.size)
+    }
+
+    /// Feeds each line of an NDJSON response to `f` as it arrives; returns the count.
+    async fn each_json_line<T: serde::de::DeserializeOwned>(
+        &self,
+        op: &'static str,
+        t: Duration,
+        resp: reqwest::Response,
+        mut f: impl FnMut(T) -> Result<(), KuboError>,
+    ) -> Result<u64, KuboError> {
         let mut body = resp.bytes_stream();
         let mut pending: Vec<u8> = Vec::new();
         let mut n = 0u64;
@@ -421,14 +483,13 @@ impl KuboClient {
             if line.iter().all(u8::is_ascii_whitespace) {
                 return Ok(());
             }
-            let entry: PinEntry = serde_json::from_slice(line).map_err(|e| KuboError::Api {
+            let item: T = serde_json::from_slice(line).map_err(|e| KuboError::Api {
                 addr: self.base.clone(),
                 op,
-                message: format!("unexpected pin ls line: {e}"),
+                message: format!("unexpected {op} line: {e}"),
             })?;
             n += 1;
-            f(entry);
-            Ok(())
+            f(item)
         };
         while let Some(chunk) = body.next().await {
             let chunk = chunk.map_err(|e| self.classify(op, t, e))?;

@@ -52,6 +52,27 @@ pub fn ipfs_urls(json: &[u8]) -> Vec<(String, String, u64)> {
     out
 }
 
+/// The config and layer digests of an image manifest, in order. An index (whose entries
+/// are per-platform manifests, most of which a pull never needs) or anything else yields
+/// nothing.
+pub fn image_blobs(json: &[u8]) -> Vec<String> {
+    if json.first() != Some(&b'{') {
+        return Vec::new();
+    }
+    let Ok(m) = serde_json::from_slice::<ManifestOrIndex>(json) else {
+        return Vec::new();
+    };
+    if !m.manifests.is_empty() {
+        return Vec::new();
+    }
+    m.config
+        .iter()
+        .chain(&m.layers)
+        .filter(|d| d.digest.parse::<crate::digest::Digest>().is_ok())
+        .map(|d| d.digest.clone())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +94,21 @@ mod tests {
                 (D2.to_string(), "bafybeibbb".to_string(), 20)
             ]
         );
+    }
+
+    #[test]
+    fn image_blobs_lists_config_and_layers_of_manifests_only() {
+        let m = format!(
+            r#"{{"config":{{"digest":"{D1}","size":10}},
+               "layers":[{{"digest":"{D2}","size":20}},{{"digest":"sha256:nothex","size":1}}]}}"#
+        );
+        assert_eq!(
+            image_blobs(m.as_bytes()),
+            vec![D1.to_string(), D2.to_string()]
+        );
+        let index = format!(r#"{{"manifests":[{{"digest":"{D1}","size":10}}]}}"#);
+        assert!(image_blobs(index.as_bytes()).is_empty());
+        assert!(image_blobs(b"\x1f\x8b layer").is_empty());
     }
 
     #[test]

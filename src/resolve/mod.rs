@@ -6,7 +6,7 @@
 pub mod cluster;
 mod manifest;
 
-pub use manifest::ipfs_urls;
+pub use manifest::{image_blobs, ipfs_urls};
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};

@@ -30,7 +30,7 @@ use cache::BlobCache;
 use error::blocking;
 use filter::{Fields, Filter};
 use locks::RefLocks;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
@@ -75,6 +75,11 @@ pub(crate) struct Inner {
     resolver: Arc<Resolver>,
     cluster: Option<ClusterClient>,
     peer_deadline: Duration,
+    /// One adoption from peers at a time per digest: containerd's Info and the layer
+    /// prefetch often ask for the same blob together.
+    adopting: tokio::sync::Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    /// Bounds how many blobs of a manifest are fetched from peers at once in the background.
+    prefetch_slots: Arc<tokio::sync::Semaphore>,
     /// Set when some local blob may be missing from the cluster pinset.
     unpublished: AtomicBool,
     publish_now: Notify,
@@ -187,6 +192,8 @@ impl ContentStore {
             resolver: Arc::new(Resolver::default()),
             cluster: cluster.clone(),
             peer_deadline: config.peer_fetch_deadline(),
+            adopting: Default::default(),
+            prefetch_slots: Arc::new(tokio::sync::Semaphore::new(peers::PREFETCH_CONCURRENCY)),
             unpublished: AtomicBool::new(true),
             publish_now: Notify::new(),
         });

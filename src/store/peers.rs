@@ -3,12 +3,20 @@
 //! peers) within a deadline, and adopts the blob only if the bytes hash to the digest.
 //! Whatever goes wrong — no hint, a wrong CID, slow peers, Kubo or cluster down — ends in
 //! NOT_FOUND, so containerd downloads from the registry as if ipcs knew nothing.
+//!
+//! containerd asks Info of each blob inside its metadata write transaction, so blobs a
+//! pull needs would cross one after another; once a manifest arrives from peers, its
+//! config and layers are fetched in the background, a few at once, and each Info then
+//! finds its blob ready or joins the fetch already under way.
 use crate::digest::Digest;
 use crate::index::{BlobRecord, Committed, UnixNanos};
 use crate::store::error::{blocking, StoreError};
 use crate::store::Inner;
 use std::collections::BTreeMap;
 use std::sync::Arc;
+
+/// Blobs of one manifest fetched from peers at once in the background.
+pub(crate) const PREFETCH_CONCURRENCY: usize = 4;
 
 impl Inner {
     /// The blob's record, adopting it from peers if the index does not have it.
@@ -26,6 +34,32 @@ impl Inner {
     }
 
     async fn adopt_from_peers(self: &Arc<Self>, d: &Digest) -> Option<BlobRecord> {
+        let slot = {
+            let mut adopting = self.adopting.lock().await;
+            adopting.entry(d.clone()).or_default().clone()
+        };
+        let adopted = {
+            let (_turn, waited) = match slot.clone().try_lock_owned() {
+                Ok(turn) => (turn, false),
+                Err(_) => (slot.clone().lock_owned().await, true),
+            };
+            // Whoever held the turn before adopted it, or tried every candidate in vain
+            // (trying again would only make containerd wait twice before the registry).
+            match self.record(d).await {
+                Ok(rec) => Some(rec),
+                Err(_) if waited => None,
+                Err(_) => self.adopt_candidates(d).await,
+            }
+        };
+        let mut adopting = self.adopting.lock().await;
+        if Arc::strong_count(&slot) <= 2 {
+            // Nobody else waits on this digest: the map only ever holds live fetches.
+            adopting.remove(d);
+        }
+        adopted
+    }
+
+    async fn adopt_candidates(self: &Arc<Self>, d: &Digest) -> Option<BlobRecord> {
         let key = d.to_string();
         for cand in self.resolver.candidates(&key) {
             let t = UnixNanos::now();
@@ -37,10 +71,10 @@ impl Inner {
                 created_at: t,
                 updated_at: t,
             };
-            let fetched = tokio::time::timeout(
-                self.peer_deadline,
-                self.cache.open_or_fetch(&self.kubo, &rec),
-            )
+            let fetched = tokio::time::timeout(self.peer_deadline, async {
+                self.prefetch_dag(d, &rec).await?;
+                self.cache.open_or_fetch(&self.kubo, &rec).await
+            })
             .await;
             match fetched {
                 Ok(Ok(_file)) => {}
@@ -82,6 +116,34 @@ impl Inner {
         None
     }
 
+    /// Pulls the candidate's whole DAG into Kubo before it is read and hashed, after the
+    /// root's recorded file size matched (a mapping to a DAG of another size is refused
+    /// before any more of it crosses the network).
+    async fn prefetch_dag(&self, d: &Digest, rec: &BlobRecord) -> Result<(), StoreError> {
+        if self.cache.cached_size(d).is_some() {
+            return Ok(());
+        }
+        let ctx = || format!("fetching {} ({}) from peers", rec.digest, rec.cid);
+        let size = self
+            .kubo
+            .file_size(&rec.cid)
+            .await
+            .map_err(StoreError::ipfs(ctx()))?;
+        if size != rec.size {
+            return Err(StoreError::DataLoss(format!(
+                "ipfs DAG {} holds {size} bytes, but {} is {} bytes",
+                rec.cid, rec.digest, rec.size
+            )));
+        }
+        let blocks = self
+            .kubo
+            .fetch_dag(&rec.cid, rec.size)
+            .await
+            .map_err(StoreError::ipfs(ctx()))?;
+        tracing::debug!(digest = %rec.digest, cid = %rec.cid, blocks, "DAG fetched from peers");
+        Ok(())
+    }
+
     /// Small JSON blobs may be manifests whose descriptors carry `ipfs://` URLs.
     pub(crate) async fn learn_if_manifest(self: &Arc<Self>, d: &Digest, size: u64) {
         const MAX_MANIFEST: u64 = 4 << 20;
@@ -105,6 +167,35 @@ impl Inner {
             if n > 0 {
                 tracing::info!(digest = %d, hints = n, "learned ipfs:// locations from manifest");
             }
+            self.prefetch_blobs_of(d, &bytes);
+        }
+    }
+
+    /// Starts fetching, in the background, every blob the image manifest `bytes` names
+    /// that this node lacks and peers are known to hold.
+    fn prefetch_blobs_of(self: &Arc<Self>, manifest: &Digest, bytes: &[u8]) {
+        let wanted: Vec<Digest> = crate::resolve::image_blobs(bytes)
+            .iter()
+            .filter_map(|s| s.parse().ok())
+            .filter(|b: &Digest| self.cache.cached_size(b).is_none())
+            .filter(|b| !self.resolver.candidates(&b.to_string()).is_empty())
+            .collect();
+        if wanted.is_empty() {
+            return;
+        }
+        tracing::info!(%manifest, blobs = wanted.len(), "prefetching the manifest's blobs from peers");
+        for b in wanted {
+            let inner = self.clone();
+            let slots = self.prefetch_slots.clone();
+            tokio::spawn(async move {
+                let Ok(_slot) = slots.acquire_owned().await else {
+                    return;
+                };
+                if inner.exists(&b).await.unwrap_or(true) {
+                    return;
+                }
+                inner.adopt_from_peers(&b).await;
+            });
         }
     }
 }
