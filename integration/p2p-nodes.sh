@@ -172,11 +172,10 @@ p2p_stop_all() {
   for n in "${P2P_NODES[@]}"; do p2p_node_stop "$n"; done
 }
 
-# The mirror reads the pinset every P2P_REFRESH seconds: two refreshes after the pins are
-# visible, every node's ipcs has them.
-p2p_wait_published() {
-  local n=$1 view=$2 want have _
-  want=$(p2p_blobs "$n" | awk '{ print $2 }' | sort -u)
+# p2p_wait_pins VIEW WANT: until VIEW's cluster pinset holds every CID in WANT (one per
+# line), then two mirror refreshes (the mirror reads the pinset every P2P_REFRESH seconds).
+p2p_wait_pins() {
+  local view=$1 want=$2 have _
   for _ in $(seq 1 60); do
     have=$(p2p_cctl "$view" pin ls 2>/dev/null | awk '{ print $1 }' | sort -u)
     if [ -z "$(comm -23 <(echo "$want") <(echo "$have"))" ]; then
@@ -184,22 +183,18 @@ p2p_wait_published() {
     fi
     sleep 1
   done
-  say "cluster pinset lacks: $(comm -23 <(echo "$want") <(echo "$have") | tr '\n' ' ')"
+  say "pinset of $view lacks: $(comm -23 <(echo "$want") <(echo "$have") | tr '\n' ' ')"
   return 1
+}
+
+p2p_wait_published() {
+  p2p_wait_pins "$2" "$(p2p_blobs "$1" | awk '{ print $2 }' | sort -u)"
 }
 
 # Tag records are pins too: a node that must resolve a tag with the registry down needs them.
 p2p_wait_synced() {
-  local from=$1 to=$2 want have _
-  want=$(p2p_cctl "$from" pin ls 2>/dev/null | awk '{ print $1 }' | sort -u)
+  local want
+  want=$(p2p_cctl "$1" pin ls 2>/dev/null | awk '{ print $1 }' | sort -u)
   [ -n "$want" ] || return 1
-  for _ in $(seq 1 60); do
-    have=$(p2p_cctl "$to" pin ls 2>/dev/null | awk '{ print $1 }' | sort -u)
-    if [ -z "$(comm -23 <(echo "$want") <(echo "$have"))" ]; then
-      sleep $((P2P_REFRESH * 2 + 1)); return 0
-    fi
-    sleep 1
-  done
-  say "pinset of $to lacks: $(comm -23 <(echo "$want") <(echo "$have") | tr '\n' ' ')"
-  return 1
+  p2p_wait_pins "$2" "$want"
 }
