@@ -17,6 +17,9 @@ use std::sync::Arc;
 
 /// Blobs of one manifest fetched from peers at once in the background.
 pub(crate) const PREFETCH_CONCURRENCY: usize = 4;
+/// At most this many blobs of one manifest are prefetched (real images stay under 128
+/// layers); a manifest naming thousands cannot keep the node fetching for hours.
+const PREFETCH_MAX_BLOBS: usize = 256;
 
 impl Inner {
     /// The blob's record, adopting it from peers if the index does not have it.
@@ -179,6 +182,7 @@ impl Inner {
             .filter_map(|s| s.parse().ok())
             .filter(|b: &Digest| self.cache.cached_size(b).is_none())
             .filter(|b| !self.resolver.candidates(&b.to_string()).is_empty())
+            .take(PREFETCH_MAX_BLOBS)
             .collect();
         if wanted.is_empty() {
             return;
