@@ -21,7 +21,7 @@
 #              add+pin latency at both points (to separate Kubo from ipcs). Then ipcs alone
 #              grows to BENCH_META_BIG (100 000) blobs, each committed through the Write
 #              stream, and Info and commit latency are measured again (containerd's store
-#              would need about half an hour to commit that many, so it is not run there).
+#              would need 6–30 minutes more to commit that many, so it is not run there).
 #   6. p2p     node A (Kubo, IPFS Cluster peer, ipcs with the cluster and its registry
 #              mirror, containerd 1.6; integration/p2p-nodes.sh) pulls huge once; then a
 #              fresh node B pulls huge, alternating: from A with the registry stopped (through
@@ -734,7 +734,7 @@ method = f"""Method (integration/bench.sh, client examples/content_bench.rs):
   64-byte blob, 20 per round, p50 per round; rounds: {E['BENCH_REPS_N']}. ipcs is then grown to
   {E['BENCH_META_BIG_N']} blobs the same way (16 concurrent Write streams, every blob imported and pinned
   in Kubo) and Info/commit latency are measured again over all of them; containerd's store is not
-  grown (its commits ran at 56–196 a second in our runs: 100 000 would take 9–30 minutes), and that
+  grown (its commits ran at 56–292 a second in our runs: 100 000 would add 6–30 minutes), and that
   target is absolute (p99 ≤ 1 ms).
 - p2p: node A = Kubo (private swarm key) + IPFS Cluster peer (CRDT, replication 1) + ipcs
   (cluster, registry mirror) + containerd 1.6, which pulled huge once through its mirror and
