@@ -8,8 +8,6 @@
 //! panic, no file outside the data dir, peak RSS).
 //!
 //!   adversarial --socket P [--count N] [--concurrency C] [--seed S] [--flood N]
-use ipcs::server::client;
-use ipcs::server::proto::content_client::ContentClient;
 use ipcs::server::proto::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -18,18 +16,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
 /// Longest any single request may take (lock waits are ~1 s).
 const DEADLINE: Duration = Duration::from_secs(20);
 const EMPTY: &str = "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
 
-type Client = ContentClient<Channel>;
-
-#[path = "support/rng.rs"]
-mod rng;
-use rng::{msg, sha, Rng};
+#[path = "support/shared.rs"]
+mod shared;
+use shared::{connect, msg, read, sha, Client, Rng};
 
 fn odd_digest(r: &mut Rng) -> String {
     let hex64 = "a".repeat(64);
@@ -606,22 +601,6 @@ async fn put(c: &mut Client, rf: &str, data: &[u8]) -> Result<String, Status> {
     Ok(d)
 }
 
-async fn read_all(c: &mut Client, d: &str) -> Result<Vec<u8>, Status> {
-    let mut s = c
-        .read(ReadContentRequest {
-            digest: d.into(),
-            offset: 0,
-            size: 0,
-        })
-        .await?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(m) = s.message().await? {
-        out.extend_from_slice(&m.data);
-    }
-    Ok(out)
-}
-
 async fn run() -> Result<bool, String> {
     let mut args: HashMap<String, String> = HashMap::new();
     let argv: Vec<String> = std::env::args().skip(1).collect();
@@ -642,17 +621,7 @@ async fn run() -> Result<bool, String> {
     let conc = num("concurrency", 16)?.max(1);
     let seed = num("seed", 1)?;
 
-    let connect = || async {
-        client::connect(&socket)
-            .await
-            .map(|ch| {
-                ContentClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .max_encoding_message_size(64 << 20)
-            })
-            .map_err(|e| format!("connect {}: {e}", socket.display()))
-    };
-    let mut c = connect().await?;
+    let mut c = connect(&socket).await?;
     let mut known_data = vec![0u8; 300_000];
     let mut rng = Rng(seed);
     known_data.iter_mut().for_each(|b| *b = rng.next() as u8);
@@ -670,7 +639,7 @@ async fn run() -> Result<bool, String> {
     if flood_n > 0 {
         let mut conns = Vec::new();
         for _ in 0..10 {
-            conns.push(connect().await?);
+            conns.push(connect(&socket).await?);
         }
         flood(&ctx, &mut conns, flood_n, seed).await;
     }
@@ -678,7 +647,7 @@ async fn run() -> Result<bool, String> {
     let mut tasks = Vec::new();
     for w in 0..conc {
         let ctx = ctx.clone();
-        let mut c = connect().await?;
+        let mut c = connect(&socket).await?;
         tasks.push(tokio::spawn(async move {
             let mut r = Rng(seed ^ (w + 1).wrapping_mul(0x1234_5678_9abc));
             let mut i = w;
@@ -694,11 +663,11 @@ async fn run() -> Result<bool, String> {
     let secs = started.elapsed().as_secs_f64();
 
     // The store must still work afterwards.
-    let mut c = connect().await?;
+    let mut c = connect(&socket).await?;
     let mut data = vec![0u8; 700_000];
     data.iter_mut().for_each(|b| *b = rng.next() as u8);
     let roundtrip = match put(&mut c, &format!("after-adversarial-{seed}"), &data).await {
-        Ok(d) => read_all(&mut c, &d)
+        Ok(d) => read(&mut c, &d, 0, 0)
             .await
             .map(|got| got == data)
             .map_err(|e| format!("{e:?}")),

@@ -11,7 +11,6 @@
 use ipcs::server::client;
 use ipcs::server::proto::admin::admin_client::AdminClient;
 use ipcs::server::proto::admin::BlobsRequest;
-use ipcs::server::proto::content_client::ContentClient;
 use ipcs::server::proto::*;
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -21,14 +20,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::transport::Channel;
 use tonic::{Code, Status};
 
-type Client = ContentClient<Channel>;
-
-#[path = "support/rng.rs"]
-mod rng;
-use rng::{msg, sha, Rng};
+#[path = "support/shared.rs"]
+mod shared;
+use shared::{connect, msg, read, sha, Client, Rng};
 
 struct Session {
     _tx: mpsc::Sender<WriteContentRequest>,
@@ -94,22 +90,6 @@ async fn put(c: &mut Client, rf: &str, data: &[u8]) -> Result<String, Status> {
         )));
     }
     Ok(d)
-}
-
-async fn read(c: &mut Client, d: &str, offset: i64, size: i64) -> Result<Vec<u8>, Status> {
-    let mut s = c
-        .read(ReadContentRequest {
-            digest: d.into(),
-            offset,
-            size,
-        })
-        .await?
-        .into_inner();
-    let mut out = Vec::new();
-    while let Some(m) = s.message().await? {
-        out.extend_from_slice(&m.data);
-    }
-    Ok(out)
 }
 
 #[derive(Default)]
@@ -292,18 +272,12 @@ async fn run() -> Result<bool, String> {
         deadline: Duration::from_secs(num("deadline-secs", 30)?),
         contender_commits: Mutex::new(HashMap::new()),
     });
-    let connect = || async {
-        client::connect(&socket)
-            .await
-            .map(|ch| {
-                ContentClient::new(ch)
-                    .max_decoding_message_size(64 << 20)
-                    .max_encoding_message_size(64 << 20)
-            })
-            .map_err(|e| format!("connect {}: {e}", socket.display()))
-    };
     // Like containerd: one connection (HTTP/2 multiplexed) per client role group.
-    let (cw, cc, cr) = (connect().await?, connect().await?, connect().await?);
+    let (cw, cc, cr) = (
+        connect(&socket).await?,
+        connect(&socket).await?,
+        connect(&socket).await?,
+    );
     let mut tasks = Vec::new();
     for i in 0..writers as usize {
         tasks.push(tokio::spawn(writer(
@@ -358,7 +332,7 @@ async fn run() -> Result<bool, String> {
 
     // No lost commit: every OK commit is Info/Read-able with the right bytes and pinned.
     let committed = sh.committed.lock().unwrap().clone();
-    let mut c = connect().await?;
+    let mut c = connect(&socket).await?;
     let mut admin = AdminClient::new(client::connect(&socket).await.map_err(|e| e.to_string())?);
     let mut cids = HashMap::new();
     let mut s = admin

@@ -29,11 +29,6 @@ set +e
 rc=$?
 set -e
 [ $rc -eq 0 ] || { echo "FAIL: load client exited $rc"; fail=1; }
-if kill -0 "$IPCS_PID" 2>/dev/null; then echo "ipcs alive: yes"; else echo "FAIL: ipcs died"; fail=1; fi
-if grep -q panicked "$IPCS_LOG"; then echo "FAIL: panic in ipcs log"; grep -m5 -A3 panicked "$IPCS_LOG"; fail=1
-else echo "panics in ipcs log: 0"; fi
-hwm=$(vmhwm_kib "$IPCS_PID" 2>/dev/null || echo 0)
-echo "ipcs peak RSS (VmHWM): $((hwm / 1024)) MiB (bound ${MAX_RSS_MIB} MiB)"
-[ "$hwm" -le $((MAX_RSS_MIB * 1024)) ] || { echo "FAIL: VmHWM above bound"; fail=1; }
+stack_health "$MAX_RSS_MIB" || fail=1
 if [ $fail -eq 0 ]; then echo "LOAD TEST: PASS"; else echo "LOAD TEST: FAIL"; fi
 exit $fail

@@ -1,6 +1,7 @@
 # Sourced by adversarial.sh and load.sh: one offline Kubo node and one `ipcs serve` in a
 # work dir, both stopped by `stack_stop` (the callers trap it on EXIT).
 #   stack_start WORK   -> sets KUBO_DIR KUBO_API IPCS_PID SOCK DATA IPCS_LOG
+#   stack_health MIB   after a run: ipcs alive, no panic logged, peak RSS <= MIB (1 if not)
 # ipcs runs with its cwd in WORK/cwd-canary, so a relative path it wrongly created would
 # land there and be noticed.
 root=${root:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
@@ -39,3 +40,15 @@ stack_stop() {
 
 # Peak resident set of a live process, in KiB.
 vmhwm_kib() { awk '/^VmHWM:/ { print $2 }' "/proc/$1/status"; }
+
+# Prints each verdict on the ipcs a run leaves behind; returns 1 if any failed.
+stack_health() {
+  local max_mib=$1 bad=0 hwm
+  if kill -0 "$IPCS_PID" 2>/dev/null; then echo "ipcs alive: yes"; else echo "FAIL: ipcs died"; bad=1; fi
+  if grep -q panicked "$IPCS_LOG"; then echo "FAIL: panic in ipcs log:"; grep -m5 -A3 panicked "$IPCS_LOG"; bad=1
+  else echo "panics in ipcs log: 0"; fi
+  hwm=$(vmhwm_kib "$IPCS_PID" 2>/dev/null || echo 0)
+  echo "ipcs peak RSS (VmHWM): $((hwm / 1024)) MiB (bound ${max_mib} MiB)"
+  [ "$hwm" -le $((max_mib * 1024)) ] || { echo "FAIL: VmHWM above bound"; bad=1; }
+  return $bad
+}
