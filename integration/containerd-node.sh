@@ -26,7 +26,7 @@
 # stop sends SIGTERM (SIGKILL after 10 s), then unmounts whatever is still mounted under DIR.
 #
 # Binaries: 1.6 -> ${CONTAINERD16_BIN:-/usr/bin/containerd}, ${CTR16_BIN:-/usr/bin/ctr};
-#           2   -> $IPCS_TOOLS/containerd-${CONTAINERD2_VERSION:-v2.1.4}/bin/{containerd,ctr}
+#           2   -> $IPCS_TOOLS/containerd-$CONTAINERD2_VERSION (scripts/versions.sh)/bin/{containerd,ctr}
 #                  (IPCS_TOOLS defaults to ~/.cache/ipcs-tools; run scripts/install-containerd2.sh).
 set -euo pipefail
 
@@ -92,7 +92,8 @@ case "$version" in
     ctr_bin="${CTR16_BIN:-/usr/bin/ctr}"
     ;;
   2|2.*)
-    v2="${CONTAINERD2_VERSION:-v2.1.4}"
+    . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/versions.sh"
+    v2="$CONTAINERD2_VERSION"
     containerd_bin="$tools/containerd-$v2/bin/containerd"
     ctr_bin="$tools/containerd-$v2/bin/ctr"
     ;;

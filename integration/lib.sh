@@ -2,6 +2,10 @@
 # `diagnostics` (what to print when a check fails) and the counters `passed`, `failed`,
 # `last_log` before calling `check`.
 
+# The pinned upstream versions (KUBO_VERSION, CONTAINERD2_VERSION, NERDCTL_VERSION, ...).
+# shellcheck source=scripts/versions.sh
+. "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/versions.sh"
+
 say()    { echo "# $*"; }
 indent() { sed 's/^/#   /'; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }

@@ -13,11 +13,13 @@
 # pull/unpack/mount; it is also disabled in plugin-config/containerd-2.toml). Set
 # CONTAINERD_BUILDTAGS to override (e.g. without no_cri for a CRI-capable daemon).
 #
-# Environment: CONTAINERD2_VERSION (default v2.1.4), CONTAINERD2_GO (default go1.24.6),
+# Environment: CONTAINERD2_VERSION (default v2.4.2), CONTAINERD2_GO (default local:
+#              the machine's Go 1.26),
 #              CONTAINERD_BUILDTAGS, IPCS_TOOLS, GO (path of the go command).
 set -euo pipefail
-VERSION="${CONTAINERD2_VERSION:-v2.1.4}"
-GO_TOOLCHAIN="${CONTAINERD2_GO:-go1.24.6}"
+. "$(dirname "$0")/versions.sh"
+VERSION="$CONTAINERD2_VERSION"
+GO_TOOLCHAIN="${CONTAINERD2_GO:-local}"
 TAGS="${CONTAINERD_BUILDTAGS:-urfave_cli_no_docs no_btrfs no_devmapper no_zfs no_cri}"
 TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 prefix="$TOOLS/containerd-$VERSION"

@@ -19,7 +19,7 @@
 # also not configurable). The binaries carry the suffix $PATCH_TAG so an unpatched build
 # is never mistaken for this one.
 set -euo pipefail
-CLUSTER_VERSION="${CLUSTER_VERSION:-v1.1.6}"
+. "$(dirname "$0")/versions.sh"
 CLUSTER_GO="${CLUSTER_GO:-go1.26.0}"
 TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 MOD="github.com/ipfs-cluster/ipfs-cluster"

@@ -2,11 +2,12 @@
 # Builds a pinned Kubo from the Go module proxy into $IPCS_TOOLS/bin. Idempotent.
 # Kubo's go.mod carries replace directives, so `go install pkg@v` refuses it; we build
 # inside the downloaded module directory instead, which uses exactly Kubo's own go.sum.
-# The Go toolchain is pinned too (fetched through the module proxy): newer Go releases
-# break some of this Kubo's dependencies (cockroachdb/swiss).
+# v0.42.0 is the newest release that builds here (v0.43.1 needs a go-libp2p fork the proxy
+# does not serve); it builds with the machine's Go 1.26 (KUBO_GO=local). Another version:
+#   KUBO_VERSION=v0.41.0 make setup-kubo
 set -euo pipefail
-KUBO_VERSION="${KUBO_VERSION:-v0.36.0}"
-KUBO_GO="${KUBO_GO:-go1.24.6}"
+. "$(dirname "$0")/versions.sh"
+KUBO_GO="${KUBO_GO:-local}"
 TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 bin="$TOOLS/bin/ipfs-$KUBO_VERSION"
 mkdir -p "$TOOLS/bin"

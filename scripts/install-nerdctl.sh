@@ -10,11 +10,12 @@
 # cmd/nerdctl reaches it only through test helpers (pkg/testutil needs the interface tig.T),
 # so the copy gets a minimal stand-in for that one package.
 #
-# Environment: NERDCTL_VERSION (default v2.1.3, whose go.mod requires containerd v2.1.3),
-#              NERDCTL_GO (default go1.24.6), IPCS_TOOLS, GO (path of the go command).
+# Environment: NERDCTL_VERSION (default v2.3.5, whose go.mod requires containerd v2.3.2),
+#              NERDCTL_GO (default local: the machine's Go 1.26), IPCS_TOOLS, GO (path of the go command).
 set -euo pipefail
-VERSION="${NERDCTL_VERSION:-v2.1.3}"
-GO_TOOLCHAIN="${NERDCTL_GO:-go1.24.6}"
+. "$(dirname "$0")/versions.sh"
+VERSION="$NERDCTL_VERSION"
+GO_TOOLCHAIN="${NERDCTL_GO:-local}"
 TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 bindir="$TOOLS/nerdctl-$VERSION/bin"
 bin="$bindir/nerdctl"
