@@ -55,8 +55,12 @@ configure() {
   $c Swarm.Transports.Network.WebRTCDirect false 2>/dev/null || true
   $c Swarm.Transports.Network.QUIC false 2>/dev/null || true
   $c Swarm.DisableNatPortMap true
-  $c Provider.Enabled false 2>/dev/null || true
-  $c Reprovider.Interval '"0"' 2>/dev/null || true
+  # Kubo >= 0.38 renamed Provider/Reprovider to Provide (and refuses to start with the old
+  # keys set); the old keys only for a Kubo that rejects the new ones.
+  if ! { $c Provide.Enabled false && $c Provide.DHT.Interval '"0"'; } 2>/dev/null; then
+    $c Provider.Enabled false 2>/dev/null || true
+    $c Reprovider.Interval '"0"' 2>/dev/null || true
+  fi
   $c Experimental.FilestoreEnabled true
 }
 
