@@ -10,8 +10,8 @@
 # nodes with ipcs as their content store:
 #   node A  containerd's walking differ (the reference)
 #   node B  ipcs's differ (DIFFER_B=ipcs), or the walking differ too (DIFFER_B=walking: the
-#           harness checking itself). Default auto: ipcs when integration/containerd-node.sh
-#           has --differ, else walking, said loudly.
+#           harness checking itself). Default auto: ipcs when target/release/ipcs serves
+#           containerd.services.diff.v1.Diff, else walking, said loudly.
 # crafted  every dt-* image is pulled (`ctr images pull`, transfer service) into both nodes
 #          with the overlayfs and with the native snapshotter. Both pulls must end alike; when
 #          they succeed, each layer's own tree (overlay: the committed snapshot's upperdir, with
@@ -46,7 +46,13 @@ phases="${*:-crafted hostile selftest}"
 
 differ_b="${DIFFER_B:-auto}"
 if [ "$differ_b" = auto ]; then
-  if "$root/integration/containerd-node.sh" --help 2>&1 | grep -q -- '--differ'; then differ_b=ipcs; else differ_b=walking; fi
+  # ipcs when this build serves containerd's diff service and the node script can wire it
+  if grep -aq 'containerd.services.diff.v1.Diff' "${IPCS_BIN:-$root/target/release/ipcs}" 2>/dev/null &&
+     "$root/integration/containerd-node.sh" --help 2>&1 | grep -q -- '--differ'; then
+    differ_b=ipcs
+  else
+    differ_b=walking
+  fi
 fi
 case "$differ_b" in ipcs|walking) ;; *) echo "DIFFER_B must be auto, ipcs or walking" >&2; exit 2;; esac
 
@@ -266,7 +272,7 @@ check_crafted() {
   case "$expect" in
     ok) [ "$rcA" = 0 ] || { say "the walking differ failed where it should not"; last_log="$logs/pull-$img-$sn-A.log"; return 1; } ;;
     fail) [ "$rcA" != 0 ] || { say "the walking differ accepted what it should refuse"; return 1; }
-          grep -h -m1 'ctr:' "$logs/pull-$img-$sn-"?.log | indent; return 0 ;;
+          grep -h -m1 -o 'ctr: .*' "$logs/pull-$img-$sn-"?.log | rev | cut -c1-110 | rev | indent; return 0 ;;
   esac
   compare_image "$img" "$sn"
 }
@@ -287,8 +293,9 @@ check_hostile() {
   after=$(canary_state)
   last_log="$logs/pull-$img-$sn-B.log"
   local ea eb
-  ea=$(grep -h -m1 -o 'ctr: .*' "$logs/pull-$img-$sn-A.log" | cut -c1-150 || true)
-  eb=$(grep -h -m1 -o 'ctr: .*' "$logs/pull-$img-$sn-B.log" | cut -c1-150 || true)
+  # the end of ctr's message says why (its start names the layer and the snapshot key)
+  ea=$(grep -h -m1 -o 'ctr: .*' "$logs/pull-$img-$sn-A.log" | rev | cut -c1-110 | rev || true)
+  eb=$(grep -h -m1 -o 'ctr: .*' "$logs/pull-$img-$sn-B.log" | rev | cut -c1-110 | rev || true)
   say "A: $([ "$rcA" = 0 ] && echo applied || echo "refused ($rcA) ${ea}")"
   say "B: $([ "$rcB" = 0 ] && echo applied || echo "refused ($rcB) ${eb}")"
   if [ "$before" != "$after" ]; then
@@ -333,17 +340,18 @@ fi
 check_selftest() {
   # the comparator must fail: corrupt node B's top native snapshot of dt-gzip and an overlay
   # upperdir holding whiteouts and opaque xattrs
-  local c da db rc=0 i
+  local c da db rc=0 i min sn pair
   mapfile -t chains < <(chain_ids dt-gzip)
   if ! committed B native "${chains[-1]}"; then
     pull_both dt-gzip native; pull_both dt-gzip overlayfs
   fi
-  for pair in "native ${#chains[@]}" "overlayfs 9"; do
-    read -r sn i <<<"$pair"
+  # native top: every kind of entry; overlay layer 9: whiteout devices and opaque xattrs
+  for pair in "native ${#chains[@]} 14" "overlayfs 9 7"; do
+    read -r sn i min <<<"$pair"
     c=${chains[$((i - 1))]}
     da=$(snap_dir A "$sn" "$c") && db=$(snap_dir B "$sn" "$c") || return 1
     last_log="$logs/selftest-$sn.log"
-    python3 "$COMPARE" selftest --volatile-after "$started_ns" "$da" "$db" >"$last_log" 2>&1 || rc=1
+    python3 "$COMPARE" selftest --volatile-after "$started_ns" --min-mutations "$min" "$da" "$db" >"$last_log" 2>&1 || rc=1
     say "dt-gzip $sn layer $i:"; indent <"$last_log"
   done
   return $rc

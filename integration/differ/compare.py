@@ -6,11 +6,12 @@
         the node under test). Prints every difference as `DIFF LABEL PATH FIELD A=.. B=..` (up
         to --max-print per pair) and a last line
         `compared P trees, E entries: D differences`; exit 1 if D > 0.
-    compare.py selftest [--volatile-after NS] A B
+    compare.py selftest [--volatile-after NS] [--min-mutations N] A B
         Corrupts tree B (one attribute per mutation: content, mode bits, suid/sgid/sticky, uid,
         gid, mtime, xattr, trusted.* xattr, security.capability, device number, symlink
         target, hardlink identity, type) and checks that comparing A with B reports each
-        mutation at its path and field. Exit 1 if any mutation goes unnoticed.
+        mutation at its path and field. Exit 1 if any mutation goes unnoticed or fewer than N
+        (default 10) kinds of mutation found a target in B.
 
 Fields compared per entry (lstat, never following a link): type, mode & 07777, uid, gid,
 mtime in ns, size and sha256 of regular files, symlink target, device major/minor, every
@@ -266,7 +267,7 @@ def mutate(root, entries):
     return done
 
 
-def cmd_selftest(args, volatile_after):
+def cmd_selftest(args, volatile_after, min_mutations):
     ta, tb = args
     a = scan(ta, volatile_after)
     b0 = scan(tb, volatile_after)
@@ -284,7 +285,10 @@ def cmd_selftest(args, volatile_after):
         missed += not ok
         print(f"{'detected' if ok else 'MISSED  '}: {kind} at {show(rel)} ({field})")
     print(f"selftest: {len(done) - missed}/{len(done)} mutations detected, {len(d)} differences reported")
-    return 1 if missed or len(done) < 10 else 0
+    if len(done) < min_mutations:
+        print(f"selftest: only {len(done)} mutations possible in this tree, {min_mutations} required")
+        return 1
+    return 1 if missed else 0
 
 
 def main():
@@ -292,10 +296,12 @@ def main():
     if not argv:
         sys.exit(__doc__)
     cmd, argv = argv[0], argv[1:]
-    volatile_after, max_print = 0, 50
+    volatile_after, max_print, min_mutations = 0, 50, 10
     while argv and argv[0].startswith("--"):
         if argv[0] == "--volatile-after":
             volatile_after = int(argv[1])
+        elif argv[0] == "--min-mutations":
+            min_mutations = int(argv[1])
         elif argv[0] == "--max-print":
             max_print = int(argv[1])
         else:
@@ -304,7 +310,7 @@ def main():
     if cmd == "trees":
         sys.exit(cmd_trees(argv, volatile_after, max_print))
     if cmd == "selftest":
-        sys.exit(cmd_selftest(argv, volatile_after))
+        sys.exit(cmd_selftest(argv, volatile_after, min_mutations))
     sys.exit(__doc__)
 
 
