@@ -98,6 +98,12 @@ test: setup lint
 bench: setup-kubo build
 	bash integration/bench.sh
 
+# Section 7 of the bench alone: containerd 2.x, ipcs as content store and differ vs
+# containerd's own store and walking differ, with and without unpigz, gzip and uncompressed
+# layers (BENCH_REPS=5; BENCH_DIFFER_IMAGE=big by default, huge in `make bench`; ~15 min).
+bench-differ: setup build
+	bash integration/bench-differ.sh
+
 demo: setup
 	bash integration/demo.sh
 
