@@ -61,9 +61,11 @@ test-e2e: setup build
 # Issue 11: ipcs's differ against containerd's walking differ on two containerd 2.x nodes:
 # crafted layers (every feature, gzip/zstd/plain, overlayfs and native) compared tree by tree,
 # hostile layers (nothing outside the snapshot root, refused/contained alike), and the
-# comparator's own selftest (~4 min).
+# comparator's own selftest (~4 min); then ctr (transfer and --local), nerdctl and ctr run
+# through ipcs's differ, ipcs killed mid-apply, ipcs down (~1 min).
 test-differ: setup build
 	bash integration/differ-diff.sh
+	bash integration/differ-e2e.sh
 
 # Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
 test-p2p: setup build

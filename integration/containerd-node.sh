@@ -221,7 +221,9 @@ chmod +x "$dir/ctr"
 
 rm -f "$addr" "$addr.ttrpc"
 # setsid: the daemon must not die with the caller's terminal or process group.
-setsid "$containerd_bin" --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 </dev/null &
+# The binary's own dir first on PATH: containerd starts containerd-shim-runc-v2 from PATH, and
+# Debian's 1.6 shim in /usr/bin does not speak to a 2.x daemon.
+PATH="$(dirname "$containerd_bin"):$PATH" setsid "$containerd_bin" --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$pidfile"
 
