@@ -356,8 +356,27 @@ check_selftest() {
   done
   return $rc
 }
+# the canary watch must fail too: a file dropped into each canary dir, and a hardlink made to
+# /etc/hostname, are each reported
+check_canary_selftest() {
+  local before after c miss=0 t="$work/hostname-link"
+  before=$(canary_state)
+  for c in "${canaries[@]}"; do
+    : >"$c/selftest"
+    after=$(canary_state)
+    if [ "$before" = "$after" ]; then say "a file in $c went unnoticed"; miss=1; fi
+    rm -f "$c/selftest"
+  done
+  ln /etc/hostname "$t"
+  after=$(canary_state)
+  if [ "$before" = "$after" ]; then say "a hardlink to /etc/hostname went unnoticed"; miss=1; fi
+  rm -f "$t"
+  say "${#canaries[@]} canary dirs and /etc/hostname's link count watched"
+  return $miss
+}
 if [[ " $phases " == *" selftest "* ]]; then
   check "selftest: corrupting node B's trees is reported, one difference per corrupted attribute" check_selftest
+  check "selftest: a file outside the snapshot roots is noticed by the canary watch" check_canary_selftest
 fi
 
 say "totals: $tot_trees trees ($(( tot_trees )) layer diffs + rootfs), $tot_entries entries compared, $tot_diffs differences"

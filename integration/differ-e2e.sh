@@ -13,16 +13,18 @@
 #   c. nerdctl pull of multi; its amd64 rootfs mounted and checked
 #   d. ctr run of small prints its known line (runc from Debian)
 #   e. ipcs SIGKILLed while it applies a layer of big (the moment taken from ipcs's log: the
-#      first line matching $APPLY_LOG_RE after the pull started): the pull fails, no snapshot of
+#      APPLY_LOG_NTH-th line matching APPLY_LOG_RE after the pull started; by default the 4th
+#      "layer applied", so the 5th layer, 16 MiB of random data, is in flight): the pull fails,
+#      no snapshot of
 #      a layer not fully applied is committed (the committed ones are a prefix of big's chain
 #      and the killed layer's is absent), and after ipcs restarts the same pull succeeds and
 #      the rootfs checks pass
 #   f. ipcs down: a pull that needs the differ ends with an error within $DOWN_BOUND s (no
 #      hang), naming the unreachable differ/socket
 # Prints TAP-like lines, ends with `differ-e2e (DIFFER): N passed, M failed`.
-# Env: DIFFER (auto|ipcs|walking; auto: ipcs when target/release/ipcs serves
-#      containerd.services.diff.v1.Diff, else walking, said loudly), APPLY_LOG_RE (default '(?i)appl'),
-#      DOWN_BOUND (60), IPCS_IMAGES, IPCS_TOOLS, KEEP_WORK=1.
+# Env: APPLY_LOG_RE ('layer applied'), APPLY_LOG_NTH (4), DIFFER (auto|ipcs|walking; auto:
+#      ipcs when target/release/ipcs serves containerd.services.diff.v1.Diff, else walking,
+#      said loudly), DOWN_BOUND (60), IPCS_IMAGES, IPCS_TOOLS, KEEP_WORK=1.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -41,7 +43,8 @@ if [ "$DIFFER" = auto ]; then
   fi
 fi
 case "$DIFFER" in ipcs|walking) ;; *) echo "DIFFER must be auto, ipcs or walking" >&2; exit 2;; esac
-APPLY_LOG_RE="${APPLY_LOG_RE:-(?i)appl}"
+APPLY_LOG_RE="${APPLY_LOG_RE:-layer applied}"
+APPLY_LOG_NTH="${APPLY_LOG_NTH:-4}"
 DOWN_BOUND="${DOWN_BOUND:-60}"
 NS=e2e
 PULL_TIMEOUT=300
@@ -196,13 +199,13 @@ check_kill_mid_apply() {
   bg_pid=$!
   t0=$(now_ms)
   while [ $(( $(now_ms) - t0 )) -lt 120000 ]; do
-    hit=$(tail -c +"$((off + 1))" "$ipcs_log" | grep -m1 -P "$APPLY_LOG_RE" || true)
+    hit=$(tail -c +"$((off + 1))" "$ipcs_log" | grep -m"$APPLY_LOG_NTH" -P "$APPLY_LOG_RE" | sed -n "${APPLY_LOG_NTH}p" || true)
     [ -z "$hit" ] || break
     kill -0 "$bg_pid" 2>/dev/null || break
     sleep 0.05
   done
   if [ -z "$hit" ]; then
-    say "no ipcs log line matched /$APPLY_LOG_RE/ during the pull"; last_log="$ipcs_log"
+    say "ipcs's log did not show $APPLY_LOG_NTH lines matching /$APPLY_LOG_RE/ during the pull"; last_log="$ipcs_log"
     wait "$bg_pid" || true; bg_pid=""; return 1
   fi
   kill_ipcs
