@@ -379,5 +379,5 @@ if [[ " $phases " == *" selftest "* ]]; then
   check "selftest: a file outside the snapshot roots is noticed by the canary watch" check_canary_selftest
 fi
 
-say "totals: $tot_trees trees ($(( tot_trees )) layer diffs + rootfs), $tot_entries entries compared, $tot_diffs differences"
+say "totals: $tot_trees trees compared (each layer's own and each rootfs), $tot_entries entries, $tot_diffs differences"
 all_run=1

@@ -134,7 +134,7 @@ def diff(a, b):
 def cmd_trees(args, volatile_after, max_print):
     if len(args) % 3:
         sys.exit("trees: LABEL A B triples expected")
-    trees = entries = ndiff = 0
+    trees = entries = ndiff = volatile = 0
     for i in range(0, len(args), 3):
         label, ta, tb = args[i:i + 3]
         a, b = scan(ta, volatile_after), scan(tb, volatile_after)
@@ -142,10 +142,12 @@ def cmd_trees(args, volatile_after, max_print):
         trees += 1
         entries += len(set(a) | set(b))
         ndiff += len(d)
+        volatile += sum(1 for e in a.values() if e.get("mtime") == "apply-time")
         for p, f, va, vb in d[:max_print]:
             print(f"DIFF {label} {show(p)} {f} A={show(va)} B={show(vb)}")
         if len(d) > max_print:
             print(f"DIFF {label} ... {len(d) - max_print} more")
+    print(f"({volatile} of the entries of the A trees have an apply-time mtime, compared as such)")
     print(f"compared {trees} trees, {entries} entries: {ndiff} differences")
     return 1 if ndiff else 0
 
