@@ -2,7 +2,7 @@
 # Differential test of ipcs's differ against containerd's walking differ (issue 11,
 # acceptance 1 and 2), on two containerd 2.x nodes side by side.
 #
-#   integration/differ-diff.sh [crafted] [hostile] [selftest]     (default: all three)
+#   integration/differ-diff.sh [crafted] [local] [hostile] [selftest]     (default: all)
 #
 # Stack, in a fresh work dir under /tmp: a registry on 127.0.0.1 holding the images of
 # integration/differ/gen_images.py (cached in ${IPCS_IMAGES:-~/.cache/ipcs-images}/differ),
@@ -20,6 +20,8 @@
 #          integration/differ/compare.py: type, content sha256, mode incl. suid/sgid/sticky,
 #          uid/gid, mtime ns, xattrs (trusted.*, security.capability too), device numbers,
 #          symlink targets and hardlink identity.
+# local    dt-mixed and dt-gzip again through `ctr images pull --local` (the diff service's
+#          default order), in a namespace of their own
 # hostile  every hx-* image likewise, plus: no file appears outside the snapshot roots
 #          (canary dirs /tmp/ipcs-differ-canary, DIR/root/ipcs-differ-canary, DIR/ipcs-differ-
 #          canary and WORK/ipcs-differ-canary stay as they were, /ipcs-differ-canary stays absent,
@@ -29,7 +31,10 @@
 #          at a time (compare.py selftest) and every corruption must be reported.
 # Prints TAP-like lines and ends with `differ-diff: N passed, M failed`. Every daemon and mount
 # is cleaned up on exit; the work dir is kept after a failure (or with KEEP_WORK=1).
-# Env: DIFFER_B (auto|ipcs|walking), IPCS_IMAGES, IPCS_TOOLS, DIFF_PULL_TIMEOUT (60 s).
+# With node B on ipcs, its ipcs log must hold a line matching APPLY_LOG_RE ('layer applied') per
+# crafted layer applied, node A's none.
+# Env: DIFFER_B (auto|ipcs|walking), IPCS_IMAGES, IPCS_TOOLS, DIFF_PULL_TIMEOUT (60 s),
+#      APPLY_LOG_RE.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -42,7 +47,8 @@ PULL_TIMEOUT="${DIFF_PULL_TIMEOUT:-60}"
 COMPARE="$root/integration/differ/compare.py"
 CANARY=/tmp/ipcs-differ-canary
 NS=difftest
-phases="${*:-crafted hostile selftest}"
+phases="${*:-crafted local hostile selftest}"
+APPLY_LOG_RE="${APPLY_LOG_RE:-layer applied}"
 
 differ_b="${DIFFER_B:-auto}"
 if [ "$differ_b" = auto ]; then
@@ -208,12 +214,15 @@ unmount_top() {  # unmount_top NODE SNAPSHOTTER DIR
 }
 
 # pull_both IMAGE SNAPSHOTTER: pulls on A and B at once; sets rcA rcB
+# (PULL_LOCAL=1: `ctr images pull --local`, the client-side unpack through the diff service's
+# default order, instead of the transfer service)
 pull_both() {
-  local img="$1" sn="$2" ref="$reg/ipcs/$1:v1"
-  ctrn A "$PULL_TIMEOUT" images pull --plain-http --platform linux/amd64 --snapshotter "$sn" "$ref" \
+  local img="$1" sn="$2" ref="$reg/ipcs/$1:v1" local_opt=()
+  [ -z "${PULL_LOCAL:-}" ] || local_opt=(--local)
+  ctrn A "$PULL_TIMEOUT" images pull "${local_opt[@]}" --plain-http --platform linux/amd64 --snapshotter "$sn" "$ref" \
     >"$logs/pull-$img-$sn-A.log" 2>&1 &
   local pa=$!
-  ctrn B "$PULL_TIMEOUT" images pull --plain-http --platform linux/amd64 --snapshotter "$sn" "$ref" \
+  ctrn B "$PULL_TIMEOUT" images pull "${local_opt[@]}" --plain-http --platform linux/amd64 --snapshotter "$sn" "$ref" \
     >"$logs/pull-$img-$sn-B.log" 2>&1 &
   local pb=$!
   rcA=0; wait "$pa" || rcA=$?
@@ -328,6 +337,18 @@ if [[ " $phases " == *" crafted "* ]]; then
   done <"$IMAGES/images.tsv"
 fi
 
+# the same comparison through `ctr images pull --local` (the diff service's default order,
+# ["ipcs-diff", "walking"] on node B), in a namespace of its own so every layer is applied anew
+if [[ " $phases " == *" local "* ]]; then
+  NS=difftest-local PULL_LOCAL=1
+  for img in dt-mixed dt-gzip; do
+    for sn in overlayfs native; do
+      check "crafted $img $sn, ctr images pull --local" check_crafted "$img" "$sn" ok
+    done
+  done
+  NS=difftest PULL_LOCAL=""
+fi
+
 if [[ " $phases " == *" hostile "* ]]; then
   while IFS=$'\t' read -r img kind nl media note; do
     [ "$kind" = hostile ] || continue
@@ -356,6 +377,21 @@ check_selftest() {
   done
   return $rc
 }
+# node B's layers really went through ipcs: its log has a "layer applied" line per applied
+# layer, node A's ipcs (content store only) has none
+check_applied_by_ipcs() {
+  local na nb
+  na=$(grep -c "$APPLY_LOG_RE" "$work/ipcsA/ipcs.log" || true)
+  nb=$(grep -c "$APPLY_LOG_RE" "$work/ipcsB/ipcs.log" || true)
+  say "lines matching /$APPLY_LOG_RE/: ipcs A ${na:-0}, ipcs B ${nb:-0}"
+  [ "${na:-0}" = 0 ] && [ "${nb:-0}" -ge "$min_applied" ]
+}
+if [ "$differ_b" = ipcs ]; then
+  min_applied=0
+  [[ " $phases " != *" crafted "* ]] || min_applied=$((min_applied + 4 * 14 * 2))
+  check "node B's layers were applied by ipcs (at least $min_applied in its log), node A's by walking" check_applied_by_ipcs
+fi
+
 # the canary watch must fail too: a file dropped into each canary dir, and a hardlink made to
 # /etc/hostname, are each reported
 check_canary_selftest() {
