@@ -335,7 +335,10 @@ def hostile_layers():
                        "tar", "a/../../.. in the middle of a name")
     H["absolute"] = (tar(lambda t: [t.file(CANARY + "/absolute", b"abs\n"),
                                     t.dir(CANARY + "/absdir"),
-                                    t.add(CANARY + "/abs-fifo", FIFO)]), "zstd", "absolute names")
+                                    t.add(CANARY + "/abs-fifo", FIFO),
+                                    t.file("/tmp/../tmp/ipcs-differ-canary/tmp-dotdot", b"x\n"),
+                                    t.file("/../../ipcs-differ-canary/root-dotdot", b"x\n")]),
+                     "zstd", "absolute names, /tmp/../ and /../../")
 
     def symesc(t):
         t.symlink("esc", CANARY)
