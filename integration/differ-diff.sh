@@ -113,6 +113,7 @@ cleanup() {
   done
   "$root/scripts/kubo-node.sh" stop "$kubo_dir" >/dev/null 2>&1
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
+  rmdir "$CANARY" 2>/dev/null   # only when empty: anything in it is evidence
   if [ "$setup_done" != 1 ]; then
     echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
   elif [ "$all_run" != 1 ]; then
