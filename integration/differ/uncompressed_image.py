@@ -3,8 +3,8 @@
 (media type application/vnd.oci.image.layer.v1.tar). The config, and so the diffIDs and the
 unpacked tree, stay the same; only the manifest and the layer blobs change.
 
-    uncompressed_image.py SRC_LAYOUT DST_LAYOUT [TAG]     (TAG default v1; cached: a DST
-                                                          holding index.json is kept)
+    uncompressed_image.py SRC_LAYOUT DST_LAYOUT [TAG]     (TAG default v1; cached: DST is
+                                        kept while DST/.source names SRC's manifest digest)
 """
 
 import gzip
@@ -21,7 +21,12 @@ def main():
         sys.exit(__doc__)
     src, dst = sys.argv[1], sys.argv[2]
     tag = sys.argv[3] if len(sys.argv) == 4 else "v1"
-    if os.path.exists(os.path.join(dst, "index.json")):
+    idx = json.load(open(os.path.join(src, "index.json")))
+    top = next(m for m in idx["manifests"]
+               if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+    marker = os.path.join(dst, ".source")
+    if os.path.exists(os.path.join(dst, "index.json")) and os.path.exists(marker) and \
+            open(marker).read().strip() == top["digest"]:
         return
     tmp = dst + ".building"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -37,9 +42,6 @@ def main():
             f.write(b)
         return {"mediaType": media, "digest": d, "size": len(b)}
 
-    idx = json.load(open(os.path.join(src, "index.json")))
-    top = next(m for m in idx["manifests"]
-               if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
     man = json.load(open(path(src, top["digest"])))
     shutil.copy(path(src, man["config"]["digest"]), path(tmp, man["config"]["digest"]))
     layers = []
@@ -58,6 +60,8 @@ def main():
     m["annotations"] = {"org.opencontainers.image.ref.name": tag}
     with open(os.path.join(tmp, "index.json"), "w") as f:
         json.dump({"schemaVersion": 2, "manifests": [m]}, f)
+    with open(os.path.join(tmp, ".source"), "w") as f:
+        f.write(top["digest"] + "\n")
     shutil.rmtree(dst, ignore_errors=True)
     os.rename(tmp, dst)
 
