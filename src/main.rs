@@ -96,9 +96,16 @@ async fn serve(o: Overrides) -> Result<(), String> {
     }
     let listener = server::bind_socket(&config.socket).map_err(|e| e.to_string())?;
     tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), "serving containerd content API");
-    server::serve(store, listener, config.max_message_bytes, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let differ = ipcs::differ::Differ::new(store.clone(), config.data_dir.join("tmpmounts"));
+    server::serve(
+        store,
+        differ,
+        listener,
+        config.max_message_bytes,
+        shutdown_signal(),
+    )
+    .await
+    .map_err(|e| e.to_string())
 }
 
 async fn admin_client(
