@@ -54,7 +54,7 @@ differ_b="${DIFFER_B:-auto}"
 if [ "$differ_b" = auto ]; then
   # ipcs when this build serves containerd's diff service and the node script can wire it
   if grep -aq 'containerd.services.diff.v1.Diff' "${IPCS_BIN:-$root/target/release/ipcs}" 2>/dev/null &&
-     "$root/integration/containerd-node.sh" --help 2>&1 | grep -q -- '--differ'; then
+     grep -q -- '--differ)' "$root/integration/containerd-node.sh"; then
     differ_b=ipcs
   else
     differ_b=walking
