@@ -137,7 +137,11 @@ else
              io.containerd.snapshotter.v1.blockfile io.containerd.snapshotter.v1.erofs
              io.containerd.differ.v1.erofs io.containerd.ttrpc.v1.otelttrpc
              io.containerd.nri.v1.nri io.containerd.monitor.container.v1.restart)
-  config_version=3
+  # The config version this containerd writes natively: 4 from 2.3 on (the server
+  # sockets became plugins), 3 before. Writing the native one spares the in-memory
+  # migration and its warning, and follows CONTAINERD2_VERSION when it is overridden.
+  config_version=$("$containerd_bin" config default 2>/dev/null | awk '$1 == "version" { print $3; exit }')
+  case "$config_version" in 3|4) ;; *) die "cannot tell the config version of $containerd_bin" ;; esac
 fi
 
 {
@@ -150,26 +154,46 @@ fi
   for p in "${disabled[@]}"; do printf '%s%s' "$sep" "$(q "$p")"; sep=", "; done
   echo "]"
   echo
-  echo "[grpc]"
-  echo "  address = $(q "$addr")"
-  echo "  tcp_address = \"\""
-  echo
-  echo "[ttrpc]"
-  echo "  address = $(q "$addr.ttrpc")"
-  echo
-  echo "[debug]"
-  echo "  address = \"\""
-  echo "  level = $(q "$log_level")"
-  echo
-  echo "[metrics]"
-  echo "  address = \"\""
+  if [ "$config_version" -ge 4 ]; then
+    echo "[debug]"
+    echo "  level = $(q "$log_level")"
+    echo
+    echo "[plugins.'io.containerd.server.v1.grpc']"
+    echo "  address = $(q "$addr")"
+    echo
+    echo "[plugins.'io.containerd.server.v1.grpc-tcp']"
+    echo "  address = \"\""
+    echo
+    echo "[plugins.'io.containerd.server.v1.ttrpc']"
+    echo "  address = $(q "$addr.ttrpc")"
+    echo
+    echo "[plugins.'io.containerd.server.v1.debug']"
+    echo "  address = \"\""
+    echo
+    echo "[plugins.'io.containerd.server.v1.metrics']"
+    echo "  address = \"\""
+  else
+    echo "[grpc]"
+    echo "  address = $(q "$addr")"
+    echo "  tcp_address = \"\""
+    echo
+    echo "[ttrpc]"
+    echo "  address = $(q "$addr.ttrpc")"
+    echo
+    echo "[debug]"
+    echo "  address = \"\""
+    echo "  level = $(q "$log_level")"
+    echo
+    echo "[metrics]"
+    echo "  address = \"\""
+  fi
   if [ "$builtin" != 1 ]; then
     echo
     echo "[proxy_plugins.ipcs]"
     echo "  type = \"content\""
     echo "  address = $(q "$content_socket")"
   fi
-  if [ "$config_version" = 3 ]; then
+  if [ "$config_version" -ge 3 ]; then
     # 2.x `ctr images pull` goes through the transfer service, which unpacks only for the
     # platform/snapshotter pairs listed here (default: overlayfs only).
     for sn in "$snapshotter" $( [ "$snapshotter" = overlayfs ] && echo native || echo overlayfs ); do

@@ -33,31 +33,60 @@ api_url() {
   echo "http://${BASH_REMATCH[1]}:${BASH_REMATCH[2]}"
 }
 
+# Every key below exists in the pinned Kubo (scripts/versions.sh): `ipfs config` refuses an
+# unknown key, and so does this script (set -e), instead of silently leaving a default on.
+# Checked against Kubo's changelogs 0.37-0.42: AutoConf (0.37) would fill "auto"
+# placeholders from a remote manifest; telemetry (0.37) reports home; Provide.* replaced
+# Provider.*/Reprovider.* (0.38, which 0.42 refuses to start with); the sweeping DHT
+# provider (0.39) and fast-provide of added roots (0.39, `pin add` too since 0.41);
+# HTTPRetrieval (0.35) fetches blocks over HTTPS from routing results.
 configure() {
   local c="$IPFS config --json"
+  local minor; minor=$("$IPFS" version --number | cut -d. -f2)
   $c Addresses.API "\"/ip4/127.0.0.1/tcp/$api_port\""
   $c Addresses.Gateway '[]'
   $c Addresses.Swarm "[\"/ip4/127.0.0.1/tcp/$swarm_port\"]"
   $c Addresses.Announce '[]'
+  $c Addresses.AppendAnnounce '[]'
   $c Bootstrap '[]'
   $c Discovery.MDNS.Enabled false
   $c Routing.Type '"none"'
-  $c Routing.DelegatedRouters '[]' 2>/dev/null || true
-  $c Ipns.DelegatedPublishers '[]' 2>/dev/null || true
+  $c Routing.DelegatedRouters '[]'
+  $c Ipns.DelegatedPublishers '[]'
   $c DNS.Resolvers '{}'
-  $c AutoTLS.Enabled false 2>/dev/null || true
-  $c AutoConf.Enabled false 2>/dev/null || true
-  $c Plugins.Plugins.telemetry.Disabled true 2>/dev/null || true
+  $c AutoTLS.Enabled false
+  $c AutoTLS.AutoWSS false
+  $c AutoNAT.ServiceMode '"disabled"'
+  $c HTTPRetrieval.Enabled false
+  # Plugins.Plugins is a free-form map: this cannot fail on a typo, so the daemon also
+  # runs with IPFS_TELEMETRY=off (which the plugin reads first).
+  $c Plugins.Plugins.telemetry '{"Disabled": true, "Config": {"Mode": "off"}}'
   $c Swarm.RelayClient.Enabled false
   $c Swarm.RelayService.Enabled false
-  $c Swarm.Transports.Network.Websocket false 2>/dev/null || true
-  $c Swarm.Transports.Network.WebTransport false 2>/dev/null || true
-  $c Swarm.Transports.Network.WebRTCDirect false 2>/dev/null || true
-  $c Swarm.Transports.Network.QUIC false 2>/dev/null || true
+  $c Swarm.EnableHolePunching false
+  $c Swarm.Transports.Network.Websocket false
+  $c Swarm.Transports.Network.WebTransport false
+  $c Swarm.Transports.Network.WebRTCDirect false
+  $c Swarm.Transports.Network.QUIC false
   $c Swarm.DisableNatPortMap true
-  $c Provider.Enabled false 2>/dev/null || true
-  $c Reprovider.Interval '"0"' 2>/dev/null || true
   $c Experimental.FilestoreEnabled true
+  if [ "$minor" -ge 38 ]; then
+    $c AutoConf.Enabled false
+    $c Provide.Enabled false
+    $c Provide.DHT.SweepEnabled false
+    $c Import.FastProvideRoot false
+  else # KUBO_VERSION older than 0.38 (pre-Provide config); ipcs itself needs >= 0.37
+    [ "$minor" -lt 37 ] || $c AutoConf.Enabled false
+    $c Provider.Enabled false
+    $c Reprovider.Interval '"0"'
+  fi
+  [ "$minor" -lt 41 ] || $c Import.FastProvideDAG false
+  # No "auto" placeholder may be left for AutoConf (or a later default) to resolve.
+  if "$IPFS" config show | grep -q '"auto"'; then
+    echo "kubo-node: config still has an \"auto\" value:" >&2
+    "$IPFS" config show | grep -n '"auto"' >&2
+    return 1
+  fi
 }
 
 case "$cmd" in
@@ -68,7 +97,9 @@ case "$cmd" in
     if [ ! -f "$dir/config" ]; then
       mkdir -p "$dir"
       "$IPFS" init --profile test --empty-repo >"$dir/init.log" 2>&1
-      configure >>"$dir/init.log" 2>&1
+      if ! configure >>"$dir/init.log" 2>&1; then
+        cat "$dir/init.log" >&2; rm -f "$dir/config"; exit 1
+      fi
     fi
     rm -f "$dir/api"
     if [ -n "$swarm_key" ]; then

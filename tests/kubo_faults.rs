@@ -153,3 +153,28 @@ async fn commit_survives_kubo_stopped_and_stalled() {
         .await
         .unwrap();
 }
+
+/// Kubo reports an error that happens after `add` has printed the CID (a pin that fails,
+/// say) only in the `X-Stream-Error` trailer; the client must fail the add instead of
+/// taking the CID for success. `to-files` into a missing MFS directory is a real Kubo
+/// failure of that kind; into `/` the same add succeeds.
+#[tokio::test]
+async fn an_add_that_fails_after_printing_its_cid_fails() {
+    let kubo = KuboNode::start();
+    let k = ipcs::ipfs::KuboClient::new(&kubo.api, Duration::from_secs(30), 1 << 20).unwrap();
+    let opts = ipcs::config::ImportOptions::default();
+    let err = k
+        .add_bytes_to_files(b"x".to_vec(), &opts, "/no/such/dir/")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ipcs::ipfs::KuboError::Api { .. })
+            && err.to_string().contains("/no/such/dir"),
+        "{err}"
+    );
+    let cid = k
+        .add_bytes_to_files(b"x".to_vec(), &opts, "/")
+        .await
+        .unwrap();
+    assert!(cid.starts_with("bafk"), "{cid}");
+}
