@@ -19,8 +19,14 @@ async fn main() -> Result<(), String> {
     }
     let ep = Endpoint::parse(args.get("api").ok_or("--api is required")?)?;
     let token = args.get("token").cloned();
-    let calls: usize = args.get("calls").map_or(Ok(1000), |v| v.parse()).map_err(|e| format!("{e}"))?;
-    let file = args.get("file").cloned().ok_or("--file (100 MB of data) is required")?;
+    let calls: usize = args
+        .get("calls")
+        .map_or(Ok(1000), |v| v.parse())
+        .map_err(|e| format!("{e}"))?;
+    let file = args
+        .get("file")
+        .cloned()
+        .ok_or("--file (100 MB of data) is required")?;
     let http = ep
         .configure(reqwest::Client::builder().tcp_nodelay(true))
         .build()
@@ -48,10 +54,13 @@ async fn main() -> Result<(), String> {
         }
     }
     lat.sort();
-    let pct = |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
+    let pct =
+        |p: f64| lat[((lat.len() as f64 * p) as usize).min(lat.len() - 1)].as_secs_f64() * 1e3;
 
     let size = std::fs::metadata(&file).map_err(|e| e.to_string())?.len();
-    let f = tokio::fs::File::open(&file).await.map_err(|e| e.to_string())?;
+    let f = tokio::fs::File::open(&file)
+        .await
+        .map_err(|e| e.to_string())?;
     let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(f, 1 << 20));
     let part = reqwest::multipart::Part::stream_with_length(body, size).file_name("blob");
     let t0 = Instant::now();

@@ -13,7 +13,8 @@
 #
 # Before calling anything, the caller sets P2P_DIR, P2P_LOG (start-up errors are appended
 # there) and P2P_NS (containerd namespace), then runs p2p_network_init. Optional:
-# P2P_IPCS, P2P_IPFS, P2P_CLUSTER_CTL (binaries), P2P_REFRESH (cluster refresh seconds, 2),
+# P2P_IPCS, P2P_IPFS, P2P_CLUSTER_CTL (binaries), P2P_CONTAINERD (containerd 1.6 or 2, 1.6),
+# P2P_REFRESH (cluster refresh seconds, 2),
 # P2P_REBROADCAST (cluster CRDT rebroadcast interval, e.g. 2s; default the cluster's 1m: a
 # peer joining after the last pin change waits that long for the pinset).
 # Daemons start with fds 8 and 9 closed: callers keep their own stdout/stderr there, and a
@@ -41,6 +42,7 @@ P2P_IPCS="${P2P_IPCS:-$root/target/release/ipcs}"
 P2P_IPFS="${P2P_IPFS:-$P2P_TOOLS/bin/ipfs}"
 P2P_CLUSTER_CTL="${P2P_CLUSTER_CTL:-$P2P_TOOLS/bin/ipfs-cluster-ctl}"
 P2P_REFRESH="${P2P_REFRESH:-2}"
+P2P_CONTAINERD="${P2P_CONTAINERD:-1.6}"
 P2P_REBROADCAST="${P2P_REBROADCAST:-}"
 declare -A P2P_API=() P2P_MADDR=() P2P_SWARM=() P2P_REST=() P2P_CMA=() P2P_PID=() P2P_MIRROR=()
 P2P_NODES=()
@@ -145,7 +147,7 @@ p2p_containerd_start() {
   p2p_track "$n"
   if [ "$mode" = --builtin-content ]; then content=(--builtin-content)
   else content=(--content-socket "$d/ipcs.sock"); fi
-  timeout 120 "$root/integration/containerd-node.sh" start "$d/containerd" --version 1.6 \
+  timeout 120 "$root/integration/containerd-node.sh" start "$d/containerd" --version "$P2P_CONTAINERD" \
     "${content[@]}" >/dev/null 2>>"$P2P_LOG" 8>&- 9>&- || return 1
   mkdir -p "$d/hosts/$reg"
   echo "server = \"http://$reg\"" >"$d/hosts/$reg/hosts.toml"

@@ -62,8 +62,9 @@ configure() {
   $c Swarm.Transports.Network.WebRTCDirect false 2>/dev/null || true
   $c Swarm.Transports.Network.QUIC false 2>/dev/null || true
   $c Swarm.DisableNatPortMap true
-  $c Provider.Enabled false 2>/dev/null || true
-  $c Reprovider.Interval '"0"' 2>/dev/null || true
+  # Kubo >= 0.38 refuses Provider.*/Reprovider.*; Provide.* replaced them (branch
+  # upstreams / issue 18 owns the full list of 0.42 keys).
+  $c Provide.Enabled false 2>/dev/null || true
   $c Experimental.FilestoreEnabled true
 }
 

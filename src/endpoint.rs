@@ -59,7 +59,10 @@ mod tests {
     #[test]
     fn parses_sockets_and_urls() {
         let e = Endpoint::parse("unix:///run/kubo/api.sock").unwrap();
-        assert_eq!(e.socket.as_deref(), Some(std::path::Path::new("/run/kubo/api.sock")));
+        assert_eq!(
+            e.socket.as_deref(),
+            Some(std::path::Path::new("/run/kubo/api.sock"))
+        );
         assert_eq!(e.url, "http://localhost");
         assert_eq!(e.display, "unix:///run/kubo/api.sock");
         let e = Endpoint::parse("http://127.0.0.1:5001/").unwrap();

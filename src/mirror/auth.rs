@@ -23,7 +23,11 @@ impl Secret {
         if given.len() != self.0.len() {
             return false;
         }
-        given.iter().zip(&self.0).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0
+        given
+            .iter()
+            .zip(&self.0)
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
     }
 }
 
@@ -39,7 +43,10 @@ pub fn load_or_create(data_dir: &Path) -> std::io::Result<Secret> {
     let mut f = std::fs::File::open(&path)?;
     let mode = f.metadata()?.mode();
     if mode & 0o077 != 0 {
-        return Err(refuse(&path, format!("mode {:o}: must be 0600", mode & 0o777)));
+        return Err(refuse(
+            &path,
+            format!("mode {:o}: must be 0600", mode & 0o777),
+        ));
     }
     let mut text = String::new();
     f.read_to_string(&mut text)?;
