@@ -9,7 +9,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
         test-unit test-conformance test-e2e test-p2p demo bench clean \
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
-        test-chaos
+        test-chaos test-local-users
 
 setup: setup-system setup-kubo setup-cluster setup-containerd build
 
@@ -62,6 +62,11 @@ test-e2e: setup build
 test-p2p: setup build
 	bash integration/p2p.sh
 
+# An unprivileged account (nobody) against a real node laid out like a deployment: the
+# mirror, Kubo's RPC, the cluster REST API and the ipcs socket must all refuse it (issue 19).
+test-local-users: setup build
+	bash integration/local-users.sh
+
 # >= 10 000 malformed/hostile requests over the socket: no panic, contract codes only, no
 # file outside the data dir, bounded RSS, store still works (~2 min).
 test-adversarial: setup-kubo build
@@ -84,6 +89,7 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-conformance
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-p2p
+	@$(MAKE) --no-print-directory test-local-users
 
 # ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
 # (~13 min on 2 cores). Not part of `make test`.

@@ -78,6 +78,11 @@ async fn shutdown_signal() {
 
 async fn serve(o: Overrides) -> Result<(), String> {
     let config = Config::load(&o).map_err(|e| e.to_string())?;
+    let dir = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || private_dir(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
     let store = ContentStore::open(&config)
         .await
         .map_err(|e| e.to_string())?;
@@ -90,7 +95,12 @@ async fn serve(o: Overrides) -> Result<(), String> {
         let addr = addr
             .parse()
             .map_err(|e| format!("mirror_listen {addr}: {e}"))?;
-        ipcs::mirror::serve(store.clone(), addr)
+        let dir = config.data_dir.clone();
+        let secret = tokio::task::spawn_blocking(move || ipcs::mirror::auth::load_or_create(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("mirror secret: {e}"))?;
+        ipcs::mirror::serve(store.clone(), addr, secret)
             .await
             .map_err(|e| format!("registry mirror on {addr}: {e}"))?;
     }
@@ -99,6 +109,14 @@ async fn serve(o: Overrides) -> Result<(), String> {
     server::serve(store, listener, config.max_message_bytes, shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Makes `dir` (created if absent) enterable by its owner only: it holds whole blobs (the
+/// cache, ingests) and the mirror's secret, which no other local account may read.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 async fn admin_client(

@@ -4,7 +4,9 @@
 //! answer is published to the cluster; when the registry is unreachable, the tag is
 //! answered from what peers published. Manifests and blobs are served from the store,
 //! which fetches and verifies them from peers. Anything unknown is 404, and containerd
-//! then asks the next host — the registry itself.
+//! then asks the next host — the registry itself. Every request must carry the secret
+//! header (`auth.rs`); one without it gets 401 and no bytes, before any route runs.
+pub mod auth;
 mod routes;
 mod upstream;
 
@@ -19,8 +21,13 @@ pub struct Mirror {
     upstream: upstream::Upstream,
 }
 
-/// Serves the mirror on `addr` until the process ends.
-pub async fn serve(store: ContentStore, addr: SocketAddr) -> std::io::Result<()> {
+/// Serves the mirror on `addr` until the process ends; requests must carry `secret`.
+pub async fn serve(
+    store: ContentStore,
+    addr: SocketAddr,
+    secret: auth::Secret,
+) -> std::io::Result<()> {
+    let secret = Arc::new(secret);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "registry mirror listening");
     let mirror = Arc::new(Mirror {
@@ -38,10 +45,18 @@ pub async fn serve(store: ContentStore, addr: SocketAddr) -> std::io::Result<()>
                 }
             };
             let m = mirror.clone();
+            let secret = secret.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
                     let m = m.clone();
-                    async move { Ok::<_, std::convert::Infallible>(routes::handle(&m, req).await) }
+                    let given = req.headers().get(auth::HEADER).map(|v| v.as_bytes());
+                    let allowed = secret.matches(given);
+                    async move {
+                        if !allowed {
+                            return Ok::<_, std::convert::Infallible>(routes::unauthorized());
+                        }
+                        Ok(routes::handle(&m, req).await)
+                    }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), svc)

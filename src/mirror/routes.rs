@@ -23,6 +23,11 @@ fn empty(status: StatusCode) -> Response<Body> {
     r
 }
 
+/// The answer to a request without the mirror's secret header: no body, no hint.
+pub fn unauthorized() -> Response<Body> {
+    empty(StatusCode::UNAUTHORIZED)
+}
+
 fn bytes_response(head: bool, media_type: &str, digest: &str, body: Bytes) -> Response<Body> {
     let len = body.len();
     let body = if head { Bytes::new() } else { body };
