@@ -19,17 +19,37 @@ pub struct Mirror {
     upstream: upstream::Upstream,
 }
 
-/// Serves the mirror on `addr` until the process ends.
-pub async fn serve(store: ContentStore, addr: SocketAddr) -> std::io::Result<()> {
+/// A serving mirror; `stop` ends it gracefully.
+pub struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops accepting and asks every open connection to finish its request and close;
+    /// resolves when all are closed (the caller bounds the wait, see server::shutdown).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.stop.closed().await;
+    }
+}
+
+/// Serves the mirror on `addr` until `Running::stop` (or the process ends).
+pub async fn serve(store: ContentStore, addr: SocketAddr) -> std::io::Result<Running> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "registry mirror listening");
     let mirror = Arc::new(Mirror {
         store,
         upstream: upstream::Upstream::new(),
     });
+    // Every task holds a receiver; `Sender::closed` resolves when the last one is gone.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
+            let (stream, _) = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "mirror accept failed");
@@ -38,16 +58,23 @@ pub async fn serve(store: ContentStore, addr: SocketAddr) -> std::io::Result<()>
                 }
             };
             let m = mirror.clone();
+            let mut stopped = stopped.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req| {
                     let m = m.clone();
                     async move { Ok::<_, std::convert::Infallible>(routes::handle(&m, req).await) }
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = stopped.wait_for(|s| *s) => {}
+                }
+                // Finish the request in flight, then close (keep-alive ends).
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
             });
         }
     });
-    Ok(())
+    Ok(Running { stop })
 }
