@@ -9,7 +9,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
         test-unit test-conformance test-e2e test-p2p demo bench clean \
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
-        test-chaos test-local-users
+        test-chaos test-local-users test-restart-short test-restart
 
 setup: setup-system setup-kubo setup-cluster setup-containerd build
 
@@ -42,10 +42,21 @@ test-unit: setup-kubo build
 test-crash-short: setup-kubo build
 	bash integration/chaos.sh --short
 
-# The long runs: 20 rounds x >= 200 operations with 20 kills (bounded to 10 min), then the
-# 60 s load test and the adversarial run.
-test-chaos: setup-kubo build
+# Restarts during real pulls under socket activation (containerd 1.6), short: 5 SIGTERMs
+# (every pull must succeed untouched) and 3 kill -9s (an immediate retry must succeed), fsck
+# --verify clean (~2-3 min).
+test-restart-short: setup build
+	bash integration/restart.sh --short
+
+# The same, long: 20 SIGTERMs and 20 kill -9s (~8 min).
+test-restart: setup build
+	bash integration/restart.sh
+
+# The long runs: 20 rounds x >= 200 operations with 20 kills (bounded to 10 min), the
+# 20 + 20 restarts during pulls, then the 60 s load test and the adversarial run.
+test-chaos: setup build
 	bash integration/chaos.sh
+	bash integration/restart.sh
 	LOAD_SECS=60 bash integration/load.sh
 	bash integration/adversarial.sh
 
@@ -80,8 +91,9 @@ test-load: setup-kubo build
 test-reliability-load: setup-kubo build
 	LOAD_SECS=10 bash integration/load.sh
 
-# The reliability part of `make test`: short crash loop, adversarial run, 10 s load.
-test-reliability: test-crash-short test-adversarial test-reliability-load
+# The reliability part of `make test`: short crash loop, adversarial run, 10 s load,
+# short restarts during pulls.
+test-reliability: test-crash-short test-adversarial test-reliability-load test-restart-short
 
 test: setup lint
 	@$(MAKE) --no-print-directory test-unit

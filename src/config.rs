@@ -69,6 +69,9 @@ pub struct Config {
     pub peer_fetch_deadline_secs: u64,
     /// Address of the registry mirror for containerd's hosts.toml (none: disabled).
     pub mirror_listen: Option<String>,
+    /// On SIGTERM, how long requests in flight (Read streams, Writes, commits) may take to
+    /// finish before ipcs exits anyway. systemd's TimeoutStopSec must be longer.
+    pub drain_secs: u64,
     pub import: ImportOptions,
 }
 
@@ -91,6 +94,7 @@ impl Default for Config {
             cluster_refresh_secs: 5,
             peer_fetch_deadline_secs: 120,
             mirror_listen: None,
+            drain_secs: 30,
             import: ImportOptions::default(),
         }
     }
@@ -144,6 +148,9 @@ pub struct Overrides {
     /// Serve a registry mirror for containerd's hosts.toml on this loopback address.
     #[arg(long, env = "IPCS_MIRROR_LISTEN")]
     pub mirror_listen: Option<String>,
+    /// Seconds requests in flight may take to finish after SIGTERM (0: stop at once).
+    #[arg(long, env = "IPCS_DRAIN_SECS")]
+    pub drain_secs: Option<u64>,
     /// UnixFS chunk size of imported blobs (changes their CIDs).
     #[arg(long, env = "IPCS_IMPORT_CHUNK_SIZE")]
     pub import_chunk_size: Option<u32>,
@@ -218,6 +225,9 @@ impl Config {
         }
         if let Some(v) = &o.mirror_listen {
             c.mirror_listen = Some(v.clone());
+        }
+        if let Some(v) = o.drain_secs {
+            c.drain_secs = v;
         }
         if let Some(v) = o.import_chunk_size {
             c.import.chunk_size = v;
@@ -306,6 +316,13 @@ impl Config {
                 self.max_ref_bytes
             ));
         }
+        // An hour is far beyond any pull's tail; more would only hide a stuck request.
+        if self.drain_secs > 3600 {
+            return bad(format!(
+                "drain_secs {} must be between 0 and 3600",
+                self.drain_secs
+            ));
+        }
         if self.kubo_timeout_secs == 0 || self.kubo_min_rate_bytes_per_sec == 0 {
             return bad("kubo_timeout_secs and kubo_min_rate_bytes_per_sec must be > 0".into());
         }
@@ -322,6 +339,10 @@ impl Config {
 
     pub fn cluster_refresh(&self) -> Duration {
         Duration::from_secs(self.cluster_refresh_secs)
+    }
+
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
     }
 
     pub fn lock_wait(&self) -> Duration {
@@ -422,6 +443,31 @@ mod tests {
         let d = Config::default();
         d.validate().unwrap();
         assert!(d.max_label_bytes >= MAX_ONE_LABEL_BYTES && d.max_open_ingests >= 1024);
+    }
+
+    #[test]
+    fn drain_secs_from_file_and_flag_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipcs.toml");
+        std::fs::write(&path, "drain_secs = 5\n").unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert_eq!(Config::load(&o).unwrap().drain(), Duration::from_secs(5));
+        let o = Overrides {
+            config: Some(path),
+            drain_secs: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(Config::load(&o).unwrap().drain_secs, 0);
+        assert_eq!(Config::default().drain_secs, 30);
+        let bad = Overrides {
+            drain_secs: Some(3601),
+            ..Default::default()
+        };
+        let e = Config::load(&bad).unwrap_err().to_string();
+        assert!(e.contains("drain_secs 3601"), "{e}");
     }
 
     #[test]

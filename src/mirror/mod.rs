@@ -21,12 +21,27 @@ pub struct Mirror {
     upstream: upstream::Upstream,
 }
 
-/// Serves the mirror on `addr` until the process ends; requests must carry `secret`.
+/// A serving mirror; `stop` ends it gracefully.
+pub struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops accepting and asks every open connection to finish its request and close;
+    /// resolves when all are closed (the caller bounds the wait, see server::shutdown).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.stop.closed().await;
+    }
+}
+
+/// Serves the mirror on `addr` until `Running::stop` (or the process ends).
+/// Requests must carry `secret`.
 pub async fn serve(
     store: ContentStore,
     addr: SocketAddr,
     secret: auth::Secret,
-) -> std::io::Result<()> {
+) -> std::io::Result<Running> {
     let secret = Arc::new(secret);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "registry mirror listening");
@@ -34,9 +49,15 @@ pub async fn serve(
         store,
         upstream: upstream::Upstream::new(),
     });
+    // Every task holds a receiver; `Sender::closed` resolves when the last one is gone.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
+            let (stream, _) = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "mirror accept failed");
@@ -46,6 +67,7 @@ pub async fn serve(
             };
             let m = mirror.clone();
             let secret = secret.clone();
+            let mut stopped = stopped.clone();
             tokio::spawn(async move {
                 let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
                     let m = m.clone();
@@ -58,11 +80,17 @@ pub async fn serve(
                         Ok(routes::handle(&m, req).await)
                     }
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = stopped.wait_for(|s| *s) => {}
+                }
+                // Finish the request in flight, then close (keep-alive ends).
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
             });
         }
     });
-    Ok(())
+    Ok(Running { stop })
 }
