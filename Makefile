@@ -9,9 +9,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
         test-unit test-conformance test-e2e test-p2p demo bench clean \
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
-        test-chaos
+        test-chaos setup-buildkit test-buildkit
 
-setup: setup-system setup-kubo setup-cluster setup-containerd build
+setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit build
 
 setup-system:
 	@bash scripts/install-system-deps.sh
@@ -25,6 +25,10 @@ setup-cluster: setup-system
 setup-containerd: setup-system
 	@bash scripts/install-containerd2.sh
 	@bash scripts/install-nerdctl.sh
+
+# buildkitd + buildctl (module proxy, pinned BUILDKIT_VERSION).
+setup-buildkit: setup-system
+	@bash scripts/install-buildkit.sh
 
 build: setup-system
 	cargo build --release --locked
@@ -58,6 +62,12 @@ test-e2e: setup build
 	bash integration/e2e.sh 1.6
 	bash integration/e2e.sh 2
 
+# BuildKit's containerd worker building into containerd 2.x whose content store is ipcs:
+# FROM scratch, multi-stage from the local registry, cache hit, push with inline cache,
+# prune/removal unpins (~25 s).
+test-buildkit: setup-kubo setup-containerd setup-buildkit build
+	bash integration/buildkit.sh
+
 # Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
 test-p2p: setup build
 	bash integration/p2p.sh
@@ -84,6 +94,7 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-conformance
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-p2p
+	@$(MAKE) --no-print-directory test-buildkit
 
 # ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
 # (~13 min on 2 cores). Not part of `make test`.

@@ -55,8 +55,9 @@ configure() {
   $c Swarm.Transports.Network.WebRTCDirect false 2>/dev/null || true
   $c Swarm.Transports.Network.QUIC false 2>/dev/null || true
   $c Swarm.DisableNatPortMap true
-  $c Provider.Enabled false 2>/dev/null || true
-  $c Reprovider.Interval '"0"' 2>/dev/null || true
+  # Kubo >= 0.39 refuses to start with the old Provider/Reprovider keys set: Provide.*.
+  $c Provide.Enabled false
+  $c Provide.DHT.Interval '"0"'
   $c Experimental.FilestoreEnabled true
 }
 
