@@ -9,9 +9,9 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
         test-unit test-conformance test-e2e test-p2p demo bench clean \
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
-        test-chaos setup-buildkit test-buildkit
+        test-chaos setup-buildkit test-buildkit setup-cri test-cri
 
-setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit build
+setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit setup-cri build
 
 setup-system:
 	@bash scripts/install-system-deps.sh
@@ -29,6 +29,10 @@ setup-containerd: setup-system
 # buildkitd + buildctl (module proxy, pinned BUILDKIT_VERSION).
 setup-buildkit: setup-system
 	@bash scripts/install-buildkit.sh
+
+# containerd 2.x with its CRI plugin (own directory) and crictl (pinned CRITOOLS_VERSION).
+setup-cri: setup-system
+	@bash scripts/install-cri.sh
 
 build: setup-system
 	cargo build --release --locked
@@ -68,6 +72,13 @@ test-e2e: setup build
 test-buildkit: setup-kubo setup-containerd setup-buildkit build
 	bash integration/buildkit.sh
 
+# Kubernetes' image path: crictl against containerd's CRI plugin with ipcs as content store,
+# two nodes, the second pulling from peers with the registry stopped; once through the
+# transfer service and once with use_local_image_pull (~35 s each).
+test-cri: setup-kubo setup-cluster setup-containerd setup-cri build
+	bash integration/cri.sh transfer
+	bash integration/cri.sh local
+
 # Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
 test-p2p: setup build
 	bash integration/p2p.sh
@@ -95,6 +106,7 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-p2p
 	@$(MAKE) --no-print-directory test-buildkit
+	@$(MAKE) --no-print-directory test-cri
 
 # ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
 # (~13 min on 2 cores). Not part of `make test`.
