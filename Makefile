@@ -9,7 +9,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
         test-unit test-conformance test-e2e test-p2p demo bench clean \
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
-        test-chaos setup-buildkit test-buildkit setup-cri test-cri
+        test-chaos setup-buildkit test-buildkit setup-cri test-cri test-nerdctl-ipfs
 
 setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit setup-cri build
 
@@ -79,6 +79,11 @@ test-cri: setup-kubo setup-cluster setup-containerd setup-cri build
 	bash integration/cri.sh transfer
 	bash integration/cri.sh local
 
+# nerdctl's ipfs:// images: nerdctl push/pull ipfs:// on containerd with ipcs, and ipcs's
+# mirror serving /v2/ipfs/<CID>/ to ctr and nerdctl with no registry (~45 s).
+test-nerdctl-ipfs: setup-kubo setup-containerd build
+	bash integration/nerdctl-ipfs.sh
+
 # Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
 test-p2p: setup build
 	bash integration/p2p.sh
@@ -107,6 +112,7 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-p2p
 	@$(MAKE) --no-print-directory test-buildkit
 	@$(MAKE) --no-print-directory test-cri
+	@$(MAKE) --no-print-directory test-nerdctl-ipfs
 
 # ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
 # (~13 min on 2 cores). Not part of `make test`.

@@ -17,6 +17,10 @@
 #   d. A: crictl rmi and a GC pass: A's ipcs holds nothing and none of the image's CIDs has
 #      an ipcs pin left in A's Kubo
 #   e. the daemons hold only loopback sockets (CRI's stream server included)
+#   f. nerdctl-format images by CID: before d, A runs `nerdctl push ipfs://` of small (its
+#      Kubo pins the blobs); after d, B removes small, and with the registry still stopped
+#      `crictl pull 127.0.0.1:<B's mirror>/ipfs/<CID>:latest` succeeds, every blob adopted
+#      and verified with A's CIDs, and the known file in the layer
 # One TAP-like line per check; the last line is `cri PATH: N passed, M failed`.
 set -euo pipefail
 
@@ -34,6 +38,7 @@ CLUSTER_CTL="$TOOLS/bin/ipfs-cluster-ctl"
 CONTAINERD_CRI="$TOOLS/containerd-cri-$CONTAINERD2_VERSION/bin/containerd"
 CTR2="$TOOLS/containerd-$CONTAINERD2_VERSION/bin/ctr"
 CRICTL="$TOOLS/cri-tools-$CRITOOLS_VERSION/bin/crictl"
+NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
 PULL_TIMEOUT="${CRI_PULL_TIMEOUT:-300}"
 NS=k8s.io   # CRI's containerd namespace
 KNOWN_SMALL='ipcs test image: small v1'
@@ -149,7 +154,7 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # ---------------------------------------------------------------------------------- setup
-for b in "$IPCS" "$IPFS" "$CLUSTER_CTL" "$CONTAINERD_CRI" "$CTR2" "$CRICTL"; do
+for b in "$IPCS" "$IPFS" "$CLUSTER_CTL" "$CONTAINERD_CRI" "$CTR2" "$CRICTL" "$NERDCTL"; do
   [ -x "$b" ] || { echo "missing $b (make setup; scripts/install-cri.sh)" >&2; exit 1; }
 done
 say "CRI ($MODE pull path) on containerd $CONTAINERD2_VERSION, crictl $CRITOOLS_VERSION, work dir $work"
@@ -246,6 +251,42 @@ check_rmi_unpins() {
   return $ok
 }
 
+check_nerdctl_push_a() {
+  logged push-ipfs-a env IPFS_PATH="$work/a/kubo" NERDCTL_TOML="$work/a/nerdctl.toml" timeout -k 10 300 \
+    "$NERDCTL" --address "$work/a/containerd/containerd.sock" --namespace "$NS" \
+    --data-root "$work/a/nerdctl" push "ipfs://$SMALL" || return 1
+  IPFS_ROOT=$(grep -E '^(baf[a-z2-7]+|Qm[1-9A-HJ-NP-Za-km-z]+)$' "$last_log" | tail -n 1)
+  [ -n "$IPFS_ROOT" ] || { say "no CID printed"; return 1; }
+  say "nerdctl push ipfs:// on A printed $IPFS_ROOT"
+}
+
+check_crictl_by_cid() {
+  local ok=0 lease d ca cb off n ref="127.0.0.1:${P2P_MIRROR[b]}/ipfs/$IPFS_ROOT:latest"
+  [ -n "${IPFS_ROOT:-}" ] || return 1
+  logged rmi-b crictl b 120 rmi "$SMALL" || return 1
+  lease=$(ctr b 60 leases create) && logged gc-b ctr b 300 leases rm --sync "$lease" || return 1
+  [ -z "$(p2p_blobs b)" ] || { say "B's ipcs not empty after rmi + GC"; return 1; }
+  mkdir -p "$work/b/hosts/127.0.0.1:${P2P_MIRROR[b]}"
+  printf 'server = "http://127.0.0.1:%s"\n' "${P2P_MIRROR[b]}" >"$work/b/hosts/127.0.0.1:${P2P_MIRROR[b]}/hosts.toml"
+  off=$(stat -c %s "$work/b/ipcs.log")
+  logged pull-b-cid crictl b "$PULL_TIMEOUT" pull "$ref" || return 1
+  # Adopted and verified, by the CID from the cluster pinset or from the image's URLs
+  # (the same CIDs: A committed the converted manifest too, and published it).
+  n=$(tail -c +"$((off + 1))" "$work/b/ipcs.log" | grep -c 'obtained from peers, verified' || true)
+  p2p_blobs b >"$logs/blobs-b-cid.txt" || return 1
+  for d in "${A_DIGESTS[@]:1}"; do   # config and layers: the manifest was rewritten (urls)
+    ca=$(awk -v d="$d" '$1 == d { print $2 }' "$logs/blobs-a.txt")
+    cb=$(awk -v d="$d" '$1 == d { print $2 }' "$logs/blobs-b-cid.txt")
+    [ -n "$cb" ] && [ "$ca" = "$cb" ] || { say "$d: A $ca, B '$cb'"; ok=1; }
+  done
+  cb=$(awk -v d="${A_DIGESTS[-1]}" '$1 == d { print $2 }' "$logs/blobs-b-cid.txt")
+  [ "$(p2p_ipfs b 60 cat --progress=false "$cb" | tar -xzOf - etc/ipcs-test.txt)" = "$KNOWN_SMALL" ] \
+    || { say "known file wrong in $cb"; ok=1; }
+  say "crictl pull $ref: $n blobs adopted (verified) on B, A's CIDs, known file intact"
+  [ "$n" -ge "${#A_DIGESTS[@]}" ] || ok=1
+  return $ok
+}
+
 check_loopback_only() {
   local pids=() n bad
   for n in a b; do
@@ -267,5 +308,7 @@ check "a. A: crictl pull $SMALL (registry behind A's ipcs mirror)"      check_a_
 check "b. its blobs in A's ipcs, pinned, ipfs cat = digest, the layer holds the known file" check_a_in_ipcs
 check "e. the daemons hold only loopback sockets (CRI stream server included)" check_loopback_only
 check "c. registry stopped: B's crictl pull is answered by its mirror and peers, same CIDs" check_b_from_peers
+check "f1. A: nerdctl push ipfs:// of small on the CRI node (for f2)"      check_nerdctl_push_a
 check "d. A: crictl rmi + GC: A's ipcs empty, no ipcs pin left for the image's CIDs" check_rmi_unpins
+check "f2. B: crictl pull 127.0.0.1:<mirror>/ipfs/CID:latest, registry stopped: adopted, verified" check_crictl_by_cid
 all_run=1

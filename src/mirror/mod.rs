@@ -4,7 +4,9 @@
 //! answer is published to the cluster; when the registry is unreachable, the tag is
 //! answered from what peers published. Manifests and blobs are served from the store,
 //! which fetches and verifies them from peers. Anything unknown is 404, and containerd
-//! then asks the next host — the registry itself.
+//! then asks the next host — the registry itself. Under `/v2/ipfs/<CID>/` it serves
+//! nerdctl's `ipfs://` images, with no registry at all (`ipfs_routes`).
+mod ipfs_routes;
 mod routes;
 mod upstream;
 
