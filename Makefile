@@ -9,9 +9,10 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
 .PHONY: setup setup-system setup-kubo setup-cluster setup-containerd build lint test \
         test-unit test-conformance test-e2e test-p2p demo bench clean \
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
-        test-chaos test-local-users test-restart-short test-restart
+        test-chaos test-local-users test-restart-short test-restart \
+        setup-buildkit test-buildkit setup-cri test-cri test-nerdctl-ipfs
 
-setup: setup-system setup-kubo setup-cluster setup-containerd build
+setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit setup-cri build
 
 setup-system:
 	@bash scripts/install-system-deps.sh
@@ -25,6 +26,14 @@ setup-cluster: setup-system
 setup-containerd: setup-system
 	@bash scripts/install-containerd2.sh
 	@bash scripts/install-nerdctl.sh
+
+# buildkitd + buildctl (module proxy, pinned BUILDKIT_VERSION).
+setup-buildkit: setup-system
+	@bash scripts/install-buildkit.sh
+
+# containerd 2.x with its CRI plugin (own directory) and crictl (pinned CRITOOLS_VERSION).
+setup-cri: setup-system
+	@bash scripts/install-cri.sh
 
 build: setup-system
 	cargo build --release --locked
@@ -69,6 +78,24 @@ test-e2e: setup build
 	bash integration/e2e.sh 1.6
 	bash integration/e2e.sh 2
 
+# BuildKit's containerd worker building into containerd 2.x whose content store is ipcs:
+# FROM scratch, multi-stage from the local registry, cache hit, push with inline cache,
+# prune/removal unpins (~25 s).
+test-buildkit: setup-kubo setup-containerd setup-buildkit build
+	bash integration/buildkit.sh
+
+# Kubernetes' image path: crictl against containerd's CRI plugin with ipcs as content store,
+# two nodes, the second pulling from peers with the registry stopped; once through the
+# transfer service and once with use_local_image_pull (~35 s each).
+test-cri: setup-kubo setup-cluster setup-containerd setup-cri build
+	bash integration/cri.sh transfer
+	bash integration/cri.sh local
+
+# nerdctl's ipfs:// images: nerdctl push/pull ipfs:// on containerd with ipcs, and ipcs's
+# mirror serving /v2/ipfs/<CID>/ to ctr and nerdctl with no registry (~45 s).
+test-nerdctl-ipfs: setup-kubo setup-containerd build
+	bash integration/nerdctl-ipfs.sh
+
 # Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
 test-p2p: setup build
 	bash integration/p2p.sh
@@ -102,6 +129,9 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-p2p
 	@$(MAKE) --no-print-directory test-local-users
+	@$(MAKE) --no-print-directory test-buildkit
+	@$(MAKE) --no-print-directory test-cri
+	@$(MAKE) --no-print-directory test-nerdctl-ipfs
 
 # ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
 # (~13 min on 2 cores). Not part of `make test`.

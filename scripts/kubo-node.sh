@@ -81,6 +81,7 @@ configure() {
     $c AutoConf.Enabled false
     $c Provide.Enabled false
     $c Provide.DHT.SweepEnabled false
+    $c Provide.DHT.Interval '"0"'
     $c Import.FastProvideRoot false
   else # KUBO_VERSION older than 0.38 (pre-Provide config); ipcs itself needs >= 0.37
     [ "$minor" -lt 37 ] || $c AutoConf.Enabled false

@@ -673,6 +673,33 @@ impl KuboClient {
         Ok(n)
     }
 
+    /// The name of `cid`'s recursive pin: None if not pinned recursively, Some("") if the
+    /// pin has no name.
+    pub async fn recursive_pin_name(&self, cid: &str) -> Result<Option<String>, KuboError> {
+        let op = "pin ls";
+        let query = [
+            ("arg", cid.to_string()),
+            ("type", "recursive".to_string()),
+            ("names", "true".to_string()),
+        ];
+        match self
+            .call(op, "pin/ls", &query, Some(self.timeout), None)
+            .await
+        {
+            Ok(resp) => {
+                let body: PinLsBody = self.json(op, resp, self.timeout).await?;
+                Ok(body.keys.get(cid).map(|v| {
+                    v.get("Name")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                }))
+            }
+            Err(KuboError::Api { message, .. }) if message.contains("not pinned") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether `cid` is pinned recursively.
     pub async fn is_pinned(&self, cid: &str) -> Result<bool, KuboError> {
         let op = "pin ls";

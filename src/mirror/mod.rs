@@ -6,7 +6,10 @@
 //! which fetches and verifies them from peers. Anything unknown is 404, and containerd
 //! then asks the next host — the registry itself. Every request must carry the secret
 //! header (`auth.rs`); one without it gets 401 and no bytes, before any route runs.
+//! Under `/v2/ipfs/<CID>/` it serves nerdctl's `ipfs://` images, with no registry at all
+//! (`ipfs_routes`).
 pub mod auth;
+mod ipfs_routes;
 mod routes;
 mod upstream;
 
