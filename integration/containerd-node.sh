@@ -3,7 +3,7 @@
 # scripts/install-containerd2.sh) whose whole state lives in one directory.
 #
 #   containerd-node.sh start DIR --version 1.6|2 (--content-socket SOCK | --builtin-content)
-#                      [--snapshotter overlayfs|native] [--log-level LEVEL]
+#                      [--snapshotter overlayfs|native] [--log-level LEVEL] [--ipcs-differ]
 #   containerd-node.sh stop DIR
 #
 # start writes DIR/config.toml (root DIR/root, state DIR/state, gRPC DIR/containerd.sock,
@@ -15,6 +15,11 @@
 #                          dialing SOCK. The proxy connects lazily: containerd starts even when
 #                          nothing listens on SOCK yet (a pull then hangs until something does).
 #   --builtin-content      containerd's own content store, no proxy (baseline for benchmarks).
+#   --ipcs-differ          (2.x, with --content-socket) ipcs applies the layers: proxy plugin
+#                          "ipcs-diff" (type diff) on the same socket, the transfer service's
+#                          unpack_config with differ "ipcs-diff", and the diff service trying
+#                          ipcs-diff first, then walking. Without it: containerd's walking
+#                          differ, reading layers through the content proxy.
 #   --snapshotter NAME     default snapshotter for this node (default overlayfs; native is the
 #                          fallback where overlay mounts do not work). Both stay loaded; the
 #                          name goes into DIR/env as CONTAINERD_SNAPSHOTTER (ctr reads it) and,
@@ -31,7 +36,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 die() { echo "containerd-node: $*" >&2; exit 1; }
@@ -39,7 +44,7 @@ die() { echo "containerd-node: $*" >&2; exit 1; }
 [ $# -ge 2 ] || usage
 cmd=$1 dir=$2
 shift 2
-version="" content_socket="" builtin=0 snapshotter=overlayfs log_level=info
+version="" content_socket="" builtin=0 snapshotter=overlayfs log_level=info ipcs_differ=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --version) version=${2:?}; shift 2 ;;
@@ -47,6 +52,7 @@ while [ $# -gt 0 ]; do
     --builtin-content) builtin=1; shift ;;
     --snapshotter) snapshotter=${2:?}; shift 2 ;;
     --log-level) log_level=${2:?}; shift 2 ;;
+    --ipcs-differ) ipcs_differ=1; shift ;;
     -h|--help) usage ;;
     *) die "unknown option $1" ;;
   esac
@@ -105,6 +111,12 @@ esac
 if [ "$builtin" = 1 ] && [ -n "$content_socket" ]; then die "--content-socket and --builtin-content exclude each other"; fi
 [ "$builtin" = 1 ] || [ -n "$content_socket" ] || die "--content-socket SOCK or --builtin-content is required"
 case "$snapshotter" in overlayfs|native) ;; *) die "--snapshotter must be overlayfs or native" ;; esac
+if [ "$ipcs_differ" = 1 ]; then
+  [ -n "$content_socket" ] || die "--ipcs-differ needs --content-socket"
+  case "$version" in 2|2.*) ;; *) die "--ipcs-differ needs containerd 2.x (1.6 has no diff proxy plugins)" ;; esac
+fi
+differ=walking
+[ "$ipcs_differ" = 1 ] && differ=ipcs-diff
 
 if running; then
   die "a containerd (pid $(cat "$pidfile")) already runs for $dir; stop it first"
@@ -169,6 +181,15 @@ fi
     echo "  type = \"content\""
     echo "  address = $(q "$content_socket")"
   fi
+  if [ "$ipcs_differ" = 1 ]; then
+    echo
+    echo "[proxy_plugins.ipcs-diff]"
+    echo "  type = \"diff\""
+    echo "  address = $(q "$content_socket")"
+    echo
+    echo "[plugins.'io.containerd.service.v1.diff-service']"
+    echo "  default = [\"ipcs-diff\", \"walking\"]"
+  fi
   if [ "$config_version" = 3 ]; then
     # 2.x `ctr images pull` goes through the transfer service, which unpacks only for the
     # platform/snapshotter pairs listed here (default: overlayfs only).
@@ -177,7 +198,7 @@ fi
       echo "[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]"
       echo "  platform = \"linux/amd64\""
       echo "  snapshotter = \"$sn\""
-      echo "  differ = \"walking\""
+      echo "  differ = \"$differ\""
     done
   fi
 } >"$dir/config.toml"
