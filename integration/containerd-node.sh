@@ -16,6 +16,11 @@
 #                          dialing SOCK. The proxy connects lazily: containerd starts even when
 #                          nothing listens on SOCK yet (a pull then hangs until something does).
 #   --builtin-content      containerd's own content store, no proxy (baseline for benchmarks).
+#   --ipcs-differ          (2.x, with --content-socket) ipcs applies the layers: proxy plugin
+#                          "ipcs-diff" (type diff) on the same socket, the transfer service's
+#                          unpack_config with differ "ipcs-diff", and the diff service trying
+#                          ipcs-diff first, then walking. Without it: containerd's walking
+#                          differ, reading layers through the content proxy.
 #   --snapshotter NAME     default snapshotter for this node (default overlayfs; native is the
 #                          fallback where overlay mounts do not work). Both stay loaded; the
 #                          name goes into DIR/env as CONTAINERD_SNAPSHOTTER (ctr reads it) and,
@@ -36,7 +41,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 die() { echo "containerd-node: $*" >&2; exit 1; }
@@ -54,6 +59,7 @@ while [ $# -gt 0 ]; do
     --log-level) log_level=${2:?}; shift 2 ;;
     --differ) differ=${2:?}; shift 2 ;;
     --differ-socket) differ_socket=${2:?}; shift 2 ;;
+    --ipcs-differ) differ=ipcs; shift ;;   # = --differ ipcs
     -h|--help) usage ;;
     *) die "unknown option $1" ;;
   esac
