@@ -91,8 +91,8 @@ jget() { jq -r ".$2" <<<"$1"; }
 kubo_start() {  # kubo_start DIR -> sets $api, $kubo_ma
   local dir="$1"
   api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$dir" --offline 2>"$logs/kubo-start.log" 8>&- 9>&-)
-  [[ "$api" =~ ^http://127\.0\.0\.1:([0-9]+)$ ]] || { log "bad Kubo API URL '$api'"; cat "$logs/kubo-start.log" >&2; return 1; }
-  kubo_ma="/ip4/127.0.0.1/tcp/${BASH_REMATCH[1]}"
+  [[ "$api" =~ ^unix:///.+$ ]] || { log "bad Kubo API address '$api'"; cat "$logs/kubo-start.log" >&2; return 1; }
+  kubo_ma=$(kubo_maddr "$api")
   live_kubo+=("$dir")
 }
 kubo_stop() { timeout 60 "$root/scripts/kubo-node.sh" stop "$1" >/dev/null 2>&1 || true; }
@@ -387,16 +387,17 @@ if ! skip read; then
 fi
 
 # ------------------------------------------------------------------------- 5. metadata
-# Direct Kubo add+pin of 20 distinct 64-byte files over one HTTP connection (curl -w).
+# Direct Kubo add+pin of 20 distinct 64-byte files over one connection to the API socket
+# (curl -w).
 kubo_add_p50() {
-  local tag="$1" args=() i f
+  local tag="$1" args=() i f sock; sock=$(kubo_sock "$api")
   for i in $(seq 1 20); do
     f="$work/kubo-tiny-$i"
     printf 'kubo-bench %s %s %-40s\n' "$tag" "$i" "" >"$f"
-    args+=(-s -o /dev/null -w '%{time_total}\n' -X POST -F "file=@$f"
-           "$api/api/v0/add?cid-version=1&raw-leaves=true&chunker=size-262144&pin=true&quieter=true" --next)
+    args+=(--unix-socket "$sock" -s -o /dev/null -w '%{time_total}\n' -X POST -F "file=@$f"
+           "http://localhost/api/v0/add?cid-version=1&raw-leaves=true&chunker=size-262144&pin=true&quieter=true" --next)
   done
-  curl "${args[@]}" -s -o /dev/null -X POST "$api/api/v0/version" | sort -n |
+  curl "${args[@]}" --unix-socket "$sock" -s -o /dev/null -X POST "http://localhost/api/v0/version" | sort -n |
     awk '{ a[NR] = $1 } END { printf "%.4f", a[int((NR + 1) / 2)] * 1000 }'
 }
 

@@ -16,6 +16,11 @@
 #                          dialing SOCK. The proxy connects lazily: containerd starts even when
 #                          nothing listens on SOCK yet (a pull then hangs until something does).
 #   --builtin-content      containerd's own content store, no proxy (baseline for benchmarks).
+#   --ipcs-differ          (2.x, with --content-socket) ipcs applies the layers: proxy plugin
+#                          "ipcs-diff" (type diff) on the same socket, the transfer service's
+#                          unpack_config with differ "ipcs-diff", and the diff service trying
+#                          ipcs-diff first, then walking. Without it: containerd's walking
+#                          differ, reading layers through the content proxy.
 #   --snapshotter NAME     default snapshotter for this node (default overlayfs; native is the
 #                          fallback where overlay mounts do not work). Both stay loaded; the
 #                          name goes into DIR/env as CONTAINERD_SNAPSHOTTER (ctr reads it) and,
@@ -36,7 +41,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 die() { echo "containerd-node: $*" >&2; exit 1; }
@@ -54,6 +59,7 @@ while [ $# -gt 0 ]; do
     --log-level) log_level=${2:?}; shift 2 ;;
     --differ) differ=${2:?}; shift 2 ;;
     --differ-socket) differ_socket=${2:?}; shift 2 ;;
+    --ipcs-differ) differ=ipcs; shift ;;   # = --differ ipcs
     -h|--help) usage ;;
     *) die "unknown option $1" ;;
   esac
@@ -150,7 +156,11 @@ else
              io.containerd.snapshotter.v1.blockfile io.containerd.snapshotter.v1.erofs
              io.containerd.differ.v1.erofs io.containerd.ttrpc.v1.otelttrpc
              io.containerd.nri.v1.nri io.containerd.monitor.container.v1.restart)
-  config_version=3
+  # The config version this containerd writes natively: 4 from 2.3 on (the server
+  # sockets became plugins), 3 before. Writing the native one spares the in-memory
+  # migration and its warning, and follows CONTAINERD2_VERSION when it is overridden.
+  config_version=$("$containerd_bin" config default 2>/dev/null | awk '$1 == "version" { print $3; exit }')
+  case "$config_version" in 3|4) ;; *) die "cannot tell the config version of $containerd_bin" ;; esac
 fi
 
 {
@@ -163,19 +173,39 @@ fi
   for p in "${disabled[@]}"; do printf '%s%s' "$sep" "$(q "$p")"; sep=", "; done
   echo "]"
   echo
-  echo "[grpc]"
-  echo "  address = $(q "$addr")"
-  echo "  tcp_address = \"\""
-  echo
-  echo "[ttrpc]"
-  echo "  address = $(q "$addr.ttrpc")"
-  echo
-  echo "[debug]"
-  echo "  address = \"\""
-  echo "  level = $(q "$log_level")"
-  echo
-  echo "[metrics]"
-  echo "  address = \"\""
+  if [ "$config_version" -ge 4 ]; then
+    echo "[debug]"
+    echo "  level = $(q "$log_level")"
+    echo
+    echo "[plugins.'io.containerd.server.v1.grpc']"
+    echo "  address = $(q "$addr")"
+    echo
+    echo "[plugins.'io.containerd.server.v1.grpc-tcp']"
+    echo "  address = \"\""
+    echo
+    echo "[plugins.'io.containerd.server.v1.ttrpc']"
+    echo "  address = $(q "$addr.ttrpc")"
+    echo
+    echo "[plugins.'io.containerd.server.v1.debug']"
+    echo "  address = \"\""
+    echo
+    echo "[plugins.'io.containerd.server.v1.metrics']"
+    echo "  address = \"\""
+  else
+    echo "[grpc]"
+    echo "  address = $(q "$addr")"
+    echo "  tcp_address = \"\""
+    echo
+    echo "[ttrpc]"
+    echo "  address = $(q "$addr.ttrpc")"
+    echo
+    echo "[debug]"
+    echo "  address = \"\""
+    echo "  level = $(q "$log_level")"
+    echo
+    echo "[metrics]"
+    echo "  address = \"\""
+  fi
   if [ "$builtin" != 1 ]; then
     echo
     echo "[proxy_plugins.ipcs]"
@@ -191,7 +221,7 @@ fi
     echo "[plugins.'io.containerd.service.v1.diff-service']"
     echo "  default = [\"ipcs-diff\", \"walking\"]"
   fi
-  if [ "$config_version" = 3 ]; then
+  if [ "$config_version" -ge 3 ]; then
     # 2.x `ctr images pull` goes through the transfer service, which unpacks only for the
     # platform/snapshotter pairs listed here (default: overlayfs only).
     for sn in "$snapshotter" $( [ "$snapshotter" = overlayfs ] && echo native || echo overlayfs ); do

@@ -11,7 +11,6 @@ use super::parents::mkparent;
 use super::rootpath::root_path;
 use super::tar::{self, Time};
 use super::whiteout::{self, Mode};
-use std::collections::HashSet;
 use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -48,8 +47,7 @@ pub fn apply<R: Read>(
     let root = clean(&target.root);
     let mut stats = Stats::default();
     let mut dirs: Vec<DirTimes> = Vec::new();
-    // Paths written from this layer: an opaque marker keeps them, whatever the order.
-    let mut unpacked: HashSet<Vec<u8>> = HashSet::new();
+    let mut seen = whiteout::Seen::default();
     let mut buf = vec![0u8; entry::COPY_BUFFER];
     loop {
         if cancel.load(Ordering::Relaxed) {
@@ -81,7 +79,7 @@ pub fn apply<R: Read>(
             mkparent(&parent, &root, &target.parents)?;
         }
         whiteout::validate(&path)?;
-        let write = whiteout::convert(target.whiteouts, &h, &path, &unpacked).map_err(|e| {
+        let write = whiteout::convert(target.whiteouts, &h, &path, &mut seen).map_err(|e| {
             DiffError::Io {
                 context: format!(
                     "failed to convert whiteout file {:?}",
@@ -108,7 +106,7 @@ pub fn apply<R: Read>(
                 mtime: h.mtime,
             });
         }
-        unpacked.insert(path);
+        seen.unpacked.insert(path);
     }
     for d in dirs {
         let path = root_path(&root, &d.name).map_err(DiffError::io("resolving", &d.name))?;

@@ -43,14 +43,18 @@ pub fn validate(path: &[u8]) -> Result<(), DiffError> {
     Ok(())
 }
 
+/// What the whiteout conversion remembers across one layer.
+#[derive(Default)]
+pub struct Seen {
+    /// Paths written from this layer: an opaque marker keeps them, whatever the order.
+    pub unpacked: HashSet<Vec<u8>>,
+    /// Directories whose opaque marker was handled (containerd 2.4 walks each only once).
+    pub opaque: HashSet<Vec<u8>>,
+}
+
 /// containerd's whiteout conversion for the entry at `path`: whether the entry itself is
 /// still to be written.
-pub fn convert(
-    mode: Mode,
-    h: &Header,
-    path: &[u8],
-    unpacked: &HashSet<Vec<u8>>,
-) -> io::Result<bool> {
+pub fn convert(mode: Mode, h: &Header, path: &[u8], seen: &mut Seen) -> io::Result<bool> {
     let b = base(path);
     let d = dir(path);
     match mode {
@@ -69,8 +73,11 @@ pub fn convert(
         }
         Mode::Apply => {
             if b == OPAQUE {
+                if !seen.opaque.insert(d.clone()) {
+                    return Ok(false);
+                }
                 fsops::lstat(&d)?;
-                clear_opaque(&d, unpacked)?;
+                clear_opaque(&d, &seen.unpacked)?;
                 return Ok(false);
             }
             if let Some(original) = b.strip_prefix(PREFIX) {

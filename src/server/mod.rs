@@ -3,6 +3,7 @@
 //! socket.
 //! Handlers are thin: convert, call the store, convert back; errors become codes in
 //! `status::to_status` only.
+pub mod activation;
 mod admin;
 pub mod client;
 mod convert;
@@ -10,10 +11,11 @@ mod diff;
 mod diff_convert;
 mod listen;
 pub mod proto;
+pub mod shutdown;
 mod status;
 mod write;
 
-pub use listen::{bind_socket, serve};
+pub use listen::{bind_socket, listener, serve};
 
 use crate::store::ContentStore;
 use futures::{Stream, StreamExt};
