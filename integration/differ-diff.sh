@@ -150,7 +150,7 @@ printf '%s\n' "${all_images[@]}" | xargs -P 4 -I{} timeout 120 skopeo copy --qui
 say "registry $reg: ${#all_images[@]} images pushed"
 
 last_log="$logs/kubo.log"
-api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --api "$(free_port)" --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
+api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
 last_log="$logs/ipcs-start.log"
 start_ipcs A 2>"$last_log"; start_ipcs B 2>"$last_log"
 # The reference is containerd's own Go decompressor: with unpigz on PATH the walking differ

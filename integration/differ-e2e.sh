@@ -121,7 +121,7 @@ reg=$("$root/integration/images/registry.sh" hostport "$reg_dir")
 timeout 1800 "$root/integration/images/build-images.sh" --only small,big,multi "$IMAGES" >"$last_log" 2>&1
 timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" small big multi >"$last_log" 2>&1
 SMALL="$reg/ipcs/small:v1" BIG="$reg/ipcs/big:v1" MULTI="$reg/ipcs/multi:v1"
-api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --api "$(free_port)" --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
+api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
 start_ipcs 2>"$last_log"
 opts=(); [ "$DIFFER" = ipcs ] && opts=(--differ ipcs)
 timeout 120 "$root/integration/containerd-node.sh" start "$cd_dir" --version 2 --content-socket "$sock" \
