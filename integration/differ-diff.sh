@@ -9,9 +9,8 @@
 # one offline Kubo, two `ipcs serve` (one per node) and two containerd $CONTAINERD2_VERSION
 # nodes with ipcs as their content store:
 #   node A  containerd's walking differ (the reference)
-#   node B  ipcs's differ (DIFFER_B=ipcs), or the walking differ too (DIFFER_B=walking: the
-#           harness checking itself). Default auto: ipcs when target/release/ipcs serves
-#           containerd.services.diff.v1.Diff, else walking, said loudly.
+#   node B  ipcs's differ (the default), or the walking differ too (DIFFER_B=walking: the
+#           harness checking itself, by hand only).
 # crafted  every dt-* image is pulled (`ctr images pull`, transfer service) into both nodes
 #          with the overlayfs and with the native snapshotter. Both pulls must end alike; when
 #          they succeed, each layer's own tree (overlay: the committed snapshot's upperdir, with
@@ -35,7 +34,7 @@
 # crafted layer applied, node A's none.
 # Both nodes run with CONTAINERD_DISABLE_PIGZ=1: the reference is the walking differ with
 # containerd's own Go gzip reader (DIFF_PIGZ=1 lets node A use unpigz when it is on PATH).
-# Env: DIFFER_B (auto|ipcs|walking), IPCS_IMAGES, IPCS_TOOLS, DIFF_PULL_TIMEOUT (60 s),
+# Env: DIFFER_B (ipcs|walking), IPCS_IMAGES, IPCS_TOOLS, DIFF_PULL_TIMEOUT (60 s),
 #      APPLY_LOG_RE, DIFF_PIGZ, DIFF_ONLY (regex of image names, for development).
 set -euo pipefail
 
@@ -52,17 +51,10 @@ NS=difftest
 phases="${*:-crafted local hostile selftest}"
 APPLY_LOG_RE="${APPLY_LOG_RE:-layer applied}"
 
-differ_b="${DIFFER_B:-auto}"
-if [ "$differ_b" = auto ]; then
-  # ipcs when this build serves containerd's diff service and the node script can wire it
-  if grep -aq 'containerd.services.diff.v1.Diff' "${IPCS_BIN:-$root/target/release/ipcs}" 2>/dev/null &&
-     grep -q -- '--differ)' "$root/integration/containerd-node.sh"; then
-    differ_b=ipcs
-  else
-    differ_b=walking
-  fi
-fi
-case "$differ_b" in ipcs|walking) ;; *) echo "DIFFER_B must be auto, ipcs or walking" >&2; exit 2;; esac
+# Node B runs ipcs's differ; DIFFER_B=walking runs the harness against itself (a check of
+# the comparator, never what `make test` runs).
+differ_b="${DIFFER_B:-ipcs}"
+case "$differ_b" in ipcs|walking) ;; *) echo "DIFFER_B must be ipcs or walking" >&2; exit 2;; esac
 
 exec 8>&1 9>&2
 started_ns=$(date +%s%N)
