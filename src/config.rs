@@ -1,5 +1,6 @@
 //! One `Config` for the daemon, merged from defaults, a TOML file, `IPCS_*` environment
 //! variables and command-line flags (later sources win).
+use crate::endpoint::Endpoint;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -68,6 +69,9 @@ pub struct Config {
     pub peer_fetch_deadline_secs: u64,
     /// Address of the registry mirror for containerd's hosts.toml (none: disabled).
     pub mirror_listen: Option<String>,
+    /// On SIGTERM, how long requests in flight (Read streams, Writes, commits) may take to
+    /// finish before ipcs exits anyway. systemd's TimeoutStopSec must be longer.
+    pub drain_secs: u64,
     pub import: ImportOptions,
 }
 
@@ -76,7 +80,7 @@ impl Default for Config {
         Config {
             socket: PathBuf::from("/run/ipcs/ipcs.sock"),
             data_dir: PathBuf::from("/var/lib/ipcs"),
-            kubo_api: "http://127.0.0.1:5001".to_string(),
+            kubo_api: "unix:///run/kubo/api.sock".to_string(),
             kubo_timeout_secs: 30,
             kubo_min_rate_bytes_per_sec: 8 << 20,
             lock_wait_ms: 1000,
@@ -90,6 +94,7 @@ impl Default for Config {
             cluster_refresh_secs: 5,
             peer_fetch_deadline_secs: 120,
             mirror_listen: None,
+            drain_secs: 30,
             import: ImportOptions::default(),
         }
     }
@@ -107,7 +112,7 @@ pub struct Overrides {
     /// Directory for the index, ingests and blob cache.
     #[arg(long, env = "IPCS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Kubo HTTP RPC address, e.g. http://127.0.0.1:5001.
+    /// Kubo RPC address: unix:///run/kubo/api.sock (default) or an http:// URL.
     #[arg(long, env = "IPCS_KUBO_API")]
     pub kubo_api: Option<String>,
     /// Deadline in seconds for Kubo calls that do not move blob bytes.
@@ -128,7 +133,7 @@ pub struct Overrides {
     /// Upper bound of the local blob cache in bytes.
     #[arg(long, env = "IPCS_CACHE_MAX_BYTES")]
     pub cache_max_bytes: Option<u64>,
-    /// IPFS Cluster REST API, e.g. http://127.0.0.1:9094.
+    /// IPFS Cluster REST API: unix:///run/ipfs-cluster/api.sock or an http:// URL.
     #[arg(long, env = "IPCS_CLUSTER_API")]
     pub cluster_api: Option<String>,
     /// Replication factor of published blobs (-1: every cluster peer).
@@ -143,6 +148,9 @@ pub struct Overrides {
     /// Serve a registry mirror for containerd's hosts.toml on this loopback address.
     #[arg(long, env = "IPCS_MIRROR_LISTEN")]
     pub mirror_listen: Option<String>,
+    /// Seconds requests in flight may take to finish after SIGTERM (0: stop at once).
+    #[arg(long, env = "IPCS_DRAIN_SECS")]
+    pub drain_secs: Option<u64>,
     /// UnixFS chunk size of imported blobs (changes their CIDs).
     #[arg(long, env = "IPCS_IMPORT_CHUNK_SIZE")]
     pub import_chunk_size: Option<u32>,
@@ -218,6 +226,9 @@ impl Config {
         if let Some(v) = &o.mirror_listen {
             c.mirror_listen = Some(v.clone());
         }
+        if let Some(v) = o.drain_secs {
+            c.drain_secs = v;
+        }
         if let Some(v) = o.import_chunk_size {
             c.import.chunk_size = v;
         }
@@ -244,18 +255,11 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if !(self.kubo_api.starts_with("http://") || self.kubo_api.starts_with("https://")) {
-            return bad(format!(
-                "kubo_api {:?} must be an http:// or https:// URL",
-                self.kubo_api
-            ));
+        if let Err(e) = Endpoint::parse(&self.kubo_api) {
+            return bad(format!("kubo_api {e}"));
         }
-        if let Some(api) = &self.cluster_api {
-            if !(api.starts_with("http://") || api.starts_with("https://")) {
-                return bad(format!(
-                    "cluster_api {api:?} must be an http:// or https:// URL"
-                ));
-            }
+        if let Some(Err(e)) = self.cluster_api.as_deref().map(Endpoint::parse) {
+            return bad(format!("cluster_api {e}"));
         }
         if self.cluster_replication == 0 || self.cluster_replication < -1 {
             return bad("cluster_replication must be -1 (every peer) or at least 1".into());
@@ -312,6 +316,13 @@ impl Config {
                 self.max_ref_bytes
             ));
         }
+        // An hour is far beyond any pull's tail; more would only hide a stuck request.
+        if self.drain_secs > 3600 {
+            return bad(format!(
+                "drain_secs {} must be between 0 and 3600",
+                self.drain_secs
+            ));
+        }
         if self.kubo_timeout_secs == 0 || self.kubo_min_rate_bytes_per_sec == 0 {
             return bad("kubo_timeout_secs and kubo_min_rate_bytes_per_sec must be > 0".into());
         }
@@ -328,6 +339,10 @@ impl Config {
 
     pub fn cluster_refresh(&self) -> Duration {
         Duration::from_secs(self.cluster_refresh_secs)
+    }
+
+    pub fn drain(&self) -> Duration {
+        Duration::from_secs(self.drain_secs)
     }
 
     pub fn lock_wait(&self) -> Duration {
@@ -428,6 +443,31 @@ mod tests {
         let d = Config::default();
         d.validate().unwrap();
         assert!(d.max_label_bytes >= MAX_ONE_LABEL_BYTES && d.max_open_ingests >= 1024);
+    }
+
+    #[test]
+    fn drain_secs_from_file_and_flag_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipcs.toml");
+        std::fs::write(&path, "drain_secs = 5\n").unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        assert_eq!(Config::load(&o).unwrap().drain(), Duration::from_secs(5));
+        let o = Overrides {
+            config: Some(path),
+            drain_secs: Some(0),
+            ..Default::default()
+        };
+        assert_eq!(Config::load(&o).unwrap().drain_secs, 0);
+        assert_eq!(Config::default().drain_secs, 30);
+        let bad = Overrides {
+            drain_secs: Some(3601),
+            ..Default::default()
+        };
+        let e = Config::load(&bad).unwrap_err().to_string();
+        assert!(e.contains("drain_secs 3601"), "{e}");
     }
 
     #[test]

@@ -3,6 +3,7 @@ use clap::{Parser, Subcommand};
 use ipcs::config::{Config, Overrides};
 use ipcs::server::proto::admin::admin_client::AdminClient;
 use ipcs::server::proto::admin::{BlobsRequest, StatsRequest};
+use ipcs::server::shutdown::{self, StopRequests, Stopped};
 use ipcs::server::{self, client};
 use ipcs::store::{self, ContentStore, FsckOptions, Outcome};
 use std::process::ExitCode;
@@ -67,18 +68,25 @@ fn init_logging() {
         .init();
 }
 
-async fn shutdown_signal() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("installing SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-}
+/// The socket passed by a service manager, taken before the runtime's threads exist.
+type Inherited = Result<
+    (Option<std::os::unix::net::UnixListener>, Option<String>),
+    server::activation::ActivationError,
+>;
 
-async fn serve(o: Overrides) -> Result<(), String> {
+async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
+    let (inherited, note) = inherited.map_err(|e| e.to_string())?;
+    if let Some(note) = note {
+        tracing::info!("socket activation: {note}");
+    }
     let config = Config::load(&o).map_err(|e| e.to_string())?;
+    // Before anything slow: a signal during start-up then ends the process as a stop.
+    let mut stops = StopRequests::from_signals().map_err(|e| format!("signal handlers: {e}"))?;
+    let dir = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || private_dir(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
     let store = ContentStore::open(&config)
         .await
         .map_err(|e| e.to_string())?;
@@ -87,19 +95,76 @@ async fn serve(o: Overrides) -> Result<(), String> {
         // Not fatal: ipcs starts and answers with clear errors until Kubo is back.
         Err(e) => tracing::warn!(error = %e, "kubo not reachable yet"),
     }
+    let mut mirror = None;
     if let Some(addr) = &config.mirror_listen {
         let addr = addr
             .parse()
             .map_err(|e| format!("mirror_listen {addr}: {e}"))?;
-        ipcs::mirror::serve(store.clone(), addr)
+        let dir = config.data_dir.clone();
+        let secret = tokio::task::spawn_blocking(move || ipcs::mirror::auth::load_or_create(&dir))
             .await
-            .map_err(|e| format!("registry mirror on {addr}: {e}"))?;
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("mirror secret: {e}"))?;
+        mirror = Some(
+            ipcs::mirror::serve(store.clone(), addr, secret)
+                .await
+                .map_err(|e| format!("registry mirror on {addr}: {e}"))?,
+        );
     }
-    let listener = server::bind_socket(&config.socket).map_err(|e| e.to_string())?;
-    tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), "serving containerd content API");
-    server::serve(store, listener, config.max_message_bytes, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
+    let activated = inherited.is_some();
+    let listener = server::listener(&config.socket, inherited).map_err(|e| e.to_string())?;
+    tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), socket_activation = activated, "serving containerd content API");
+    let (begin_drain, drain_begun) = tokio::sync::oneshot::channel::<()>();
+    let differ = ipcs::differ::Differ::new(store.clone(), config.data_dir.join("tmpmounts"));
+    let grpc = server::serve(store, differ, listener, config.max_message_bytes, async {
+        let _ = drain_begun.await;
+    });
+    tokio::pin!(grpc);
+    let signal = tokio::select! {
+        r = &mut grpc => {
+            r.map_err(|e| e.to_string())?;
+            return Err("the socket stopped accepting connections".into());
+        }
+        name = stops.next() => name,
+    };
+    tracing::info!(
+        signal,
+        drain_secs = config.drain_secs,
+        "stopping: no new connections; requests in flight may finish (a second signal stops at once)"
+    );
+    let _ = begin_drain.send(());
+    let in_flight = async {
+        let (r, ()) = tokio::join!(grpc, async {
+            if let Some(m) = mirror {
+                m.stop().await
+            }
+        });
+        if let Err(e) = r {
+            tracing::warn!(error = %e, "content API ended with an error while draining");
+        }
+    };
+    match shutdown::drain(in_flight, config.drain(), &mut stops).await {
+        Stopped::Drained => {
+            tracing::info!("stopped: every request in flight finished");
+            Ok(())
+        }
+        Stopped::DeadlineExceeded(d) => Err(format!(
+            "stopped after the drain deadline ({} s, drain_secs) with requests still in flight; \
+             open ingests resume on the next start",
+            d.as_secs()
+        )),
+        Stopped::Interrupted(name) => Err(format!(
+            "stopped at once by a second {name}; requests in flight were cut, open ingests resume on the next start"
+        )),
+    }
+}
+
+/// Makes `dir` (created if absent) enterable by its owner only: it holds whole blobs (the
+/// cache, ingests) and the mirror's secret, which no other local account may read.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 async fn admin_client(
@@ -214,21 +279,40 @@ async fn fsck(a: FsckArgs) -> ExitCode {
     }
 }
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Fsck(a) => return fsck(a).await,
-        Command::Serve(o) => serve(o).await,
-        Command::Blobs(a) => blobs(a).await,
-        Command::Status(a) => status(a).await,
+    // Socket activation changes the environment, which is only sound single-threaded.
+    let inherited = match &cli.command {
+        Command::Serve(_) => Some(server::activation::take()),
+        _ => None,
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
         Err(e) => {
-            eprintln!("ipcs: {e}");
-            ExitCode::FAILURE
+            eprintln!("ipcs: starting the runtime: {e}");
+            return ExitCode::FAILURE;
         }
-    }
+    };
+    let code = rt.block_on(async move {
+        let result = match cli.command {
+            Command::Fsck(a) => return fsck(a).await,
+            Command::Serve(o) => serve(o, inherited.expect("taken for serve")).await,
+            Command::Blobs(a) => blobs(a).await,
+            Command::Status(a) => status(a).await,
+        };
+        match result {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("ipcs: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    });
+    // Requests cut by a forced stop may still be running on the runtime: do not wait.
+    rt.shutdown_timeout(std::time::Duration::from_secs(1));
+    code
 }

@@ -1,11 +1,14 @@
 //! A small typed client for the parts of Kubo's HTTP RPC API (`POST /api/v0/…`) ipcs uses.
 //! Connections are pooled (reqwest), every call has a deadline, and a Kubo that cannot be
 //! reached is reported with its address: callers must never mistake it for a locked ref.
+//! The API is reached over a unix socket (`unix:///run/kubo/api.sock`, the default: only
+//! accounts that may open the socket control Kubo) or an http:// URL.
 //!
 //! Needs Kubo ≥ 0.37: blob imports name their pin in the `add` call itself
 //! (`--pin-name`), which older releases silently ignore, so the first named import checks
 //! the node's version once.
 use crate::config::ImportOptions;
+use crate::endpoint::Endpoint;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
@@ -56,7 +59,10 @@ pub struct AddedBlob {
 
 #[derive(Clone)]
 pub struct KuboClient {
+    /// The address as configured, for messages.
     base: String,
+    /// Prefix of request URLs (`http://localhost` when the socket carries them).
+    url: String,
     http: reqwest::Client,
     timeout: Duration,
     min_rate: u64,
@@ -127,18 +133,23 @@ struct VersionBody {
 impl KuboClient {
     /// `timeout` bounds control calls; calls moving `n` bytes get `timeout + n / min_rate`.
     pub fn new(base: &str, timeout: Duration, min_rate: u64) -> Result<KuboClient, KuboError> {
-        let http = reqwest::Client::builder()
+        let setup = |reason: String| KuboError::Unreachable {
+            addr: base.to_string(),
+            op: "client setup",
+            reason,
+        };
+        let endpoint = Endpoint::parse(base).map_err(setup)?;
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        let http = endpoint
+            .configure(builder)
             .build()
-            .map_err(|e| KuboError::Unreachable {
-                addr: base.to_string(),
-                op: "client setup",
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| setup(e.to_string()))?;
         Ok(KuboClient {
-            base: base.trim_end_matches('/').to_string(),
+            base: endpoint.display,
+            url: endpoint.url,
             http,
             timeout,
             min_rate: min_rate.max(1),
@@ -198,7 +209,7 @@ impl KuboClient {
     ) -> Result<reqwest::Response, KuboError> {
         let mut req = self
             .http
-            .post(format!("{}/api/v0/{path}", self.base))
+            .post(format!("{}/api/v0/{path}", self.url))
             .query(query);
         if let Some(t) = timeout {
             req = req.timeout(t);
@@ -662,6 +673,33 @@ impl KuboClient {
         Ok(n)
     }
 
+    /// The name of `cid`'s recursive pin: None if not pinned recursively, Some("") if the
+    /// pin has no name.
+    pub async fn recursive_pin_name(&self, cid: &str) -> Result<Option<String>, KuboError> {
+        let op = "pin ls";
+        let query = [
+            ("arg", cid.to_string()),
+            ("type", "recursive".to_string()),
+            ("names", "true".to_string()),
+        ];
+        match self
+            .call(op, "pin/ls", &query, Some(self.timeout), None)
+            .await
+        {
+            Ok(resp) => {
+                let body: PinLsBody = self.json(op, resp, self.timeout).await?;
+                Ok(body.keys.get(cid).map(|v| {
+                    v.get("Name")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                }))
+            }
+            Err(KuboError::Api { message, .. }) if message.contains("not pinned") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether `cid` is pinned recursively.
     pub async fn is_pinned(&self, cid: &str) -> Result<bool, KuboError> {
         let op = "pin ls";
@@ -705,6 +743,17 @@ mod tests {
         let msg = err.to_string();
         assert!(matches!(err, KuboError::Unreachable { .. }), "{msg}");
         assert!(msg.contains("127.0.0.1:9"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_named_and_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = format!("unix://{}/absent.sock", dir.path().display());
+        let k = KuboClient::new(&api, Duration::from_secs(2), 1).unwrap();
+        let err = k.version().await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, KuboError::Unreachable { .. }), "{msg}");
+        assert!(msg.contains("absent.sock"), "{msg}");
     }
 
     #[test]

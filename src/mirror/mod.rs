@@ -4,7 +4,12 @@
 //! answer is published to the cluster; when the registry is unreachable, the tag is
 //! answered from what peers published. Manifests and blobs are served from the store,
 //! which fetches and verifies them from peers. Anything unknown is 404, and containerd
-//! then asks the next host — the registry itself.
+//! then asks the next host — the registry itself. Every request must carry the secret
+//! header (`auth.rs`); one without it gets 401 and no bytes, before any route runs.
+//! Under `/v2/ipfs/<CID>/` it serves nerdctl's `ipfs://` images, with no registry at all
+//! (`ipfs_routes`).
+pub mod auth;
+mod ipfs_routes;
 mod routes;
 mod upstream;
 
@@ -19,17 +24,43 @@ pub struct Mirror {
     upstream: upstream::Upstream,
 }
 
-/// Serves the mirror on `addr` until the process ends.
-pub async fn serve(store: ContentStore, addr: SocketAddr) -> std::io::Result<()> {
+/// A serving mirror; `stop` ends it gracefully.
+pub struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+}
+
+impl Running {
+    /// Stops accepting and asks every open connection to finish its request and close;
+    /// resolves when all are closed (the caller bounds the wait, see server::shutdown).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        self.stop.closed().await;
+    }
+}
+
+/// Serves the mirror on `addr` until `Running::stop` (or the process ends).
+/// Requests must carry `secret`.
+pub async fn serve(
+    store: ContentStore,
+    addr: SocketAddr,
+    secret: auth::Secret,
+) -> std::io::Result<Running> {
+    let secret = Arc::new(secret);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "registry mirror listening");
     let mirror = Arc::new(Mirror {
         store,
         upstream: upstream::Upstream::new(),
     });
+    // Every task holds a receiver; `Sender::closed` resolves when the last one is gone.
+    let (stop, mut stopped) = tokio::sync::watch::channel(false);
     tokio::spawn(async move {
         loop {
-            let (stream, _) = match listener.accept().await {
+            let accepted = tokio::select! {
+                a = listener.accept() => a,
+                _ = stopped.wait_for(|s| *s) => return,
+            };
+            let (stream, _) = match accepted {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(error = %e, "mirror accept failed");
@@ -38,16 +69,31 @@ pub async fn serve(store: ContentStore, addr: SocketAddr) -> std::io::Result<()>
                 }
             };
             let m = mirror.clone();
+            let secret = secret.clone();
+            let mut stopped = stopped.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
                     let m = m.clone();
-                    async move { Ok::<_, std::convert::Infallible>(routes::handle(&m, req).await) }
+                    let given = req.headers().get(auth::HEADER).map(|v| v.as_bytes());
+                    let allowed = secret.matches(given);
+                    async move {
+                        if !allowed {
+                            return Ok::<_, std::convert::Infallible>(routes::unauthorized());
+                        }
+                        Ok(routes::handle(&m, req).await)
+                    }
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
+                let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
+                tokio::pin!(conn);
+                tokio::select! {
+                    _ = conn.as_mut() => return,
+                    _ = stopped.wait_for(|s| *s) => {}
+                }
+                // Finish the request in flight, then close (keep-alive ends).
+                conn.as_mut().graceful_shutdown();
+                let _ = conn.await;
             });
         }
     });
-    Ok(())
+    Ok(Running { stop })
 }

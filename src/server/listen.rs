@@ -1,7 +1,11 @@
-//! The unix socket: created with mode 0660 in a directory that is not world-writable,
-//! replacing a stale socket left by a crash but never any other file.
+//! The unix socket: passed by the service manager (socket activation, see
+//! `activation.rs`), or else created with mode 0660 in a directory that is not
+//! world-writable, replacing a stale socket left by a crash but never any other file.
+use crate::differ::Differ;
 use crate::server::admin::AdminService;
+use crate::server::diff::DiffService;
 use crate::server::proto::admin::admin_server::AdminServer;
+use crate::server::proto::containerd::services::diff::v1::diff_server::DiffServer;
 use crate::server::proto::content_server::ContentServer;
 use crate::server::ContentService;
 use crate::store::ContentStore;
@@ -58,9 +62,39 @@ pub fn bind_socket(path: &Path) -> Result<UnixListener, ListenError> {
     Ok(listener)
 }
 
-/// Serves the content and admin APIs on `listener` until `shutdown` completes.
+/// The listener to serve on: the inherited one if the service manager passed it (never
+/// unlinked or re-created: it belongs to the socket unit), else a socket of our own.
+pub fn listener(
+    path: &Path,
+    inherited: Option<std::os::unix::net::UnixListener>,
+) -> Result<UnixListener, ListenError> {
+    let Some(l) = inherited else {
+        return bind_socket(path);
+    };
+    let at = crate::server::activation::bound_path(&l);
+    match &at {
+        Some(p) if p == path => {}
+        // containerd dials `address` from its own config; a socket unit listening
+        // elsewhere is most likely a mistake, but the unit is what containerd reaches.
+        _ => tracing::warn!(
+            inherited = ?at,
+            configured = %path.display(),
+            "the socket passed by the service manager is not the configured `socket`; serving on the passed one"
+        ),
+    }
+    UnixListener::from_std(l).map_err(|source| ListenError::Io {
+        path: format!("{} (inherited fd 3)", at.unwrap_or_default().display()),
+        source,
+    })
+}
+
+/// Serves the content and admin APIs on `listener`. When `shutdown` completes it stops
+/// accepting (dropping the listener: an inherited socket stays open in the service
+/// manager, so new connections queue in its backlog for the next process) and resolves
+/// once every connection has finished its streams; callers bound that wait.
 pub async fn serve(
     store: ContentStore,
+    differ: Differ,
     listener: UnixListener,
     max_message_bytes: usize,
     shutdown: impl std::future::Future<Output = ()>,
@@ -68,8 +102,12 @@ pub async fn serve(
     let content = ContentServer::new(ContentService::new(store.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    let diff = DiffServer::new(DiffService::new(differ))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
     tonic::transport::Server::builder()
         .add_service(content)
+        .add_service(diff)
         .add_service(AdminServer::new(AdminService::new(store)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
