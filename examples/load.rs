@@ -345,8 +345,12 @@ async fn run() -> Result<bool, String> {
             cids.insert(b.digest, b.cid);
         }
     }
-    let pins: serde_json::Value = reqwest::Client::new()
-        .post(format!("{kubo_api}/api/v0/pin/ls?type=recursive"))
+    let kubo = ipcs::endpoint::Endpoint::parse(&kubo_api)?;
+    let pins: serde_json::Value = kubo
+        .configure(reqwest::Client::builder())
+        .build()
+        .map_err(|e| e.to_string())?
+        .post(format!("{}/api/v0/pin/ls?type=recursive", kubo.url))
         .timeout(Duration::from_secs(120))
         .send()
         .await

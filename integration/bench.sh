@@ -28,6 +28,10 @@
 #              B's ipcs mirror), from the registry into ipcs, and from the registry into
 #              containerd's built-in store (reference). Reported: total, fetch and unpack
 #              as in 1, peers ÷ registry, ipcs and Kubo peak RSS on B.
+#   7. containerd 2.x (integration/bench-differ.sh, also `make bench-differ` alone): huge and
+#              huge with uncompressed layers, containerd's own store and walking differ vs ipcs
+#              as content store and differ, with and without unpigz: pull+unpack, the unpack
+#              phase alone, CPU seconds of all daemons. Its own table, below the 1.6 table.
 # Prints the table at the end and writes it, with machine info, into BENCHMARKS.md
 # (BENCH_OUT). Anything in BENCHMARKS.md below the line "<!-- notes -->" is kept.
 #
@@ -35,7 +39,7 @@
 #      BENCH_META_BLOBS (10000), BENCH_META_BIG (100000; 0 = skip), BENCH_META_ROUNDS (= BENCH_REPS), BENCH_WARMUP (1),
 #      BENCH_OUT (BENCHMARKS.md at the repo root; "-" = do not write), IPCS_IMAGES,
 #      IPCS_TOOLS, KEEP_WORK=1 (keep the work dir), BENCH_SKIP (comma list of
-#      pull,ingest,read,meta,p2p to skip; for development only).
+#      pull,ingest,read,meta,p2p,differ to skip; for development only).
 # All daemons bind 127.0.0.1 or unix sockets in a work dir under /tmp; all are stopped on exit.
 set -euo pipefail
 
@@ -87,8 +91,8 @@ jget() { jq -r ".$2" <<<"$1"; }
 kubo_start() {  # kubo_start DIR -> sets $api, $kubo_ma
   local dir="$1"
   api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$dir" --offline 2>"$logs/kubo-start.log" 8>&- 9>&-)
-  [[ "$api" =~ ^http://127\.0\.0\.1:([0-9]+)$ ]] || { log "bad Kubo API URL '$api'"; cat "$logs/kubo-start.log" >&2; return 1; }
-  kubo_ma="/ip4/127.0.0.1/tcp/${BASH_REMATCH[1]}"
+  [[ "$api" =~ ^unix:///.+$ ]] || { log "bad Kubo API address '$api'"; cat "$logs/kubo-start.log" >&2; return 1; }
+  kubo_ma=$(kubo_maddr "$api")
   live_kubo+=("$dir")
 }
 kubo_stop() { timeout 60 "$root/scripts/kubo-node.sh" stop "$1" >/dev/null 2>&1 || true; }
@@ -383,16 +387,17 @@ if ! skip read; then
 fi
 
 # ------------------------------------------------------------------------- 5. metadata
-# Direct Kubo add+pin of 20 distinct 64-byte files over one HTTP connection (curl -w).
+# Direct Kubo add+pin of 20 distinct 64-byte files over one connection to the API socket
+# (curl -w).
 kubo_add_p50() {
-  local tag="$1" args=() i f
+  local tag="$1" args=() i f sock; sock=$(kubo_sock "$api")
   for i in $(seq 1 20); do
     f="$work/kubo-tiny-$i"
     printf 'kubo-bench %s %s %-40s\n' "$tag" "$i" "" >"$f"
-    args+=(-s -o /dev/null -w '%{time_total}\n' -X POST -F "file=@$f"
-           "$api/api/v0/add?cid-version=1&raw-leaves=true&chunker=size-262144&pin=true&quieter=true" --next)
+    args+=(--unix-socket "$sock" -s -o /dev/null -w '%{time_total}\n' -X POST -F "file=@$f"
+           "http://localhost/api/v0/add?cid-version=1&raw-leaves=true&chunker=size-262144&pin=true&quieter=true" --next)
   done
-  curl "${args[@]}" -s -o /dev/null -X POST "$api/api/v0/version" | sort -n |
+  curl "${args[@]}" --unix-socket "$sock" -s -o /dev/null -X POST "http://localhost/api/v0/version" | sort -n |
     awk '{ a[NR] = $1 } END { printf "%.4f", a[int((NR + 1) / 2)] * 1000 }'
 }
 
@@ -533,6 +538,14 @@ if ! skip p2p; then
   record load.after_p2p - "$(cut -d' ' -f1 /proc/loadavg)"
 fi
 
+# ------------------------------------------------------------- 7. containerd 2.x differ
+if ! skip differ; then
+  log "== 7. containerd 2.x: ipcs as content store and differ vs containerd's store and walking differ"
+  BENCH_DIFFER_IMAGE=huge BENCH_DIFFER_OUT="$work/differ.md" BENCH_REPS="$REPS" \
+    bash "$root/integration/bench-differ.sh" 8>&- 9>&- || { log "bench-differ failed"; exit 1; }
+  record load.after_differ - "$(cut -d' ' -f1 /proc/loadavg)"
+fi
+
 # ---------------------------------------------------------------------------- report
 elapsed_s=$(( ($(date +%s%N) - started_ns) / 1000000000 ))
 kubo_version=$("$IPFS" version --number 2>/dev/null || echo "?")
@@ -545,7 +558,7 @@ export BENCH_RESULTS="$results" BENCH_OUT="$OUT" BENCH_REPS_N="$REPS" BENCH_META
   BENCH_INGEST_N="$INGEST_BYTES" BENCH_READ_N="$READ_BYTES" BENCH_ELAPSED="$elapsed_s" \
   BENCH_KUBO="$kubo_version" BENCH_CD="$cd_version" BENCH_REV="$ipcs_rev" \
   BENCH_HUGE="${huge_layers:-?} layers, ${huge_bytes:-?} bytes compressed" \
-  BENCH_HUGE_BLOBS="$(( ${huge_layers:-0} + 2 ))"
+  BENCH_HUGE_BLOBS="$(( ${huge_layers:-0} + 2 ))" BENCH_DIFFER_MD="$work/differ.md"
 python3 - <<'PY'
 import os, statistics, platform, re, subprocess, datetime, collections
 
@@ -751,6 +764,9 @@ method = f"""Method (integration/bench.sh, client examples/content_bench.rs):
   builtin column: B is containerd 1.6 with its own store and the registry-only hosts.toml,
   measured in this section alongside the others (section 1's figures are not reused)."""
 
+differ_md = ""
+if os.path.exists(E.get("BENCH_DIFFER_MD", "")):
+    differ_md = open(E["BENCH_DIFFER_MD"]).read() + "\n"
 doc = f"""# ipcs benchmarks
 
 Generated by `make bench` (integration/bench.sh). Do not edit above the notes marker: the next run
@@ -760,11 +776,13 @@ rewrites it.
 
 {table}
 
-{method}
+{differ_md}{method}
 """
 print()
 print(table)
 print()
+if differ_md:
+    print(differ_md)
 print(info)
 out = E["BENCH_OUT"]
 if out != "-":

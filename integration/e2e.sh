@@ -163,11 +163,11 @@ timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" small big
 SMALL="$reg/ipcs/small:v1" BIG="$reg/ipcs/big:v1" MULTI="$reg/ipcs/multi:v1"
 
 last_log="$logs/setup-kubo.log"
-kubo_api_port=$(free_port) kubo_swarm_port=$(free_port)
+kubo_swarm_port=$(free_port)
 api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline \
-        --api "$kubo_api_port" --swarm "$kubo_swarm_port" 2>"$last_log" 8>&- 9>&-)
-[[ "$api" =~ ^http://127\.0\.0\.1:([0-9]+)$ ]] || { echo "unexpected Kubo API URL '$api'" >&2; exit 1; }
-multiaddr="/ip4/127.0.0.1/tcp/${BASH_REMATCH[1]}"
+        --swarm "$kubo_swarm_port" 2>"$last_log" 8>&- 9>&-)
+[[ "$api" =~ ^unix:///.+$ ]] || { echo "unexpected Kubo API address '$api'" >&2; exit 1; }
+multiaddr=$(kubo_maddr "$api")
 say "kubo $api ($multiaddr), $("$IPFS" version)"
 
 last_log="$ipcs_log"
@@ -274,7 +274,7 @@ check_second_pull_big() { pull pull-big-2 "$BIG" || return 1; }
 check_pull_fails_kubo_down() {
   ctr 300 images rm --sync "$SMALL" >/dev/null 2>&1 || true
   timeout 60 "$root/scripts/kubo-node.sh" stop "$kubo_dir" || return 1
-  if curl -fsS -m 2 -X POST "$api/api/v0/id" >/dev/null 2>&1; then say "Kubo still answers"; return 1; fi
+  if kubo_rpc "$api" id -m 2 >/dev/null 2>&1; then say "Kubo still answers"; return 1; fi
   local t0 rc=0 ms; t0=$(now_ms)
   pull pull-small-kubo-down "$SMALL" "$((KUBO_DOWN_BOUND + 30))" || rc=$?
   ms=$(( $(now_ms) - t0 ))
@@ -289,7 +289,7 @@ check_pull_fails_kubo_down() {
 check_kubo_error_message() {
   [ -n "${kubo_down_msg:-}" ] || return 1
   last_log="$kubo_down_msg"
-  grep -qiE "kubo|127\.0\.0\.1:${kubo_api_port}" "$kubo_down_msg" || { say "no mention of kubo or 127.0.0.1:$kubo_api_port"; return 1; }
+  grep -qiE "kubo|$(kubo_sock "$api")" "$kubo_down_msg" || { say "no mention of kubo or $(kubo_sock "$api")"; return 1; }
 }
 check_kubo_restart() {
   local new
@@ -297,7 +297,7 @@ check_kubo_restart() {
     || { last_log="$logs/kubo-restart.log"; return 1; }
   if [ "$new" != "$api" ]; then
     say "Kubo came back on $new, not $api: restarting ipcs with the new URL"
-    api="$new"; multiaddr="/ip4/127.0.0.1/tcp/${new##*:}"
+    api="$new"; multiaddr=$(kubo_maddr "$new")
     stop_ipcs; start_ipcs || return 1
     return 1
   fi

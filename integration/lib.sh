@@ -30,3 +30,15 @@ check() {
 
 # logged NAME CMD...: runs CMD with its output in $logs/NAME.log (remembered for diagnostics).
 logged() { local name="$1"; shift; last_log="$logs/$name.log"; "$@" >"$last_log" 2>&1; }
+
+# Kubo's RPC API is a unix socket (scripts/kubo-node.sh prints it as unix:///PATH).
+#   kubo_maddr API               the multiaddr for `ipfs --api` (/unix/PATH)
+#   kubo_rpc API CMD [CURL ARGS] POST /api/v0/CMD (e.g. "pin/ls?arg=CID") through the
+#                                socket; body on stdout, fails on any HTTP error
+kubo_sock()  { local a="$1"; [[ "$a" == unix://* ]] || { echo "not a unix:// Kubo API: $a" >&2; return 2; }; echo "${a#unix://}"; }
+kubo_maddr() { echo "/unix$(kubo_sock "$1")"; }
+kubo_rpc()   {
+  local sock; sock=$(kubo_sock "$1") || return 2
+  local cmd="$2"; shift 2
+  curl -fsS -m 60 --unix-socket "$sock" -X POST "http://localhost/api/v0/$cmd" "$@"
+}

@@ -5,21 +5,26 @@
 #   cluster/     IPFS Cluster peer (CRDT), shared secret, replication factor 1
 #   data/ ipcs.sock ipcs.log
 #                ipcs with the cluster API and its registry mirror on 127.0.0.1:${P2P_MIRROR[N]}
+#                (the mirror wants the header in data/mirror-secret; hosts.toml sends it)
+#   run/         the API sockets, as in a deployment's /run: run/kubo/api.sock and
+#                run/ipfs-cluster/api.sock, each directory 0750 (plugin-config units)
 #   containerd/  containerd 1.6 with ipcs as its content store (or its built-in one)
 #   hosts/       containerd's --hosts-dir: ipcs's mirror first, then the registry
 #
 # Before calling anything, the caller sets P2P_DIR, P2P_LOG (start-up errors are appended
 # there) and P2P_NS (containerd namespace), then runs p2p_network_init. Optional:
-# P2P_IPCS, P2P_IPFS, P2P_CLUSTER_CTL (binaries), P2P_REFRESH (cluster refresh seconds, 2),
+# P2P_IPCS, P2P_IPFS, P2P_CLUSTER_CTL (binaries), P2P_CONTAINERD (containerd 1.6 or 2, 1.6),
+# P2P_REFRESH (cluster refresh seconds, 2),
 # P2P_REBROADCAST (cluster CRDT rebroadcast interval, e.g. 2s; default the cluster's 1m: a
 # peer joining after the last pin change waits that long for the pinset).
 # Daemons start with fds 8 and 9 closed: callers keep their own stdout/stderr there, and a
 # daemon holding them would keep the caller's pipe open after it exits.
 #
 #   p2p_network_init                 swarm key and cluster secret shared by every node
-#   p2p_kubo_start N                 -> P2P_API[N] (URL), P2P_MADDR[N], P2P_SWARM[N]
+#   p2p_kubo_start N                 -> P2P_API[N] (unix://…), P2P_MADDR[N], P2P_SWARM[N]
 #   p2p_kubo_peer N M...             N's Kubo peers with (and dials) the Kubos of M...
-#   p2p_cluster_start N [M...]       cluster peer bootstrapping to M... -> P2P_REST[N], P2P_CMA[N]
+#   p2p_cluster_start N [M...]       cluster peer bootstrapping to M... -> P2P_REST[N]
+#                                    (unix://…), P2P_CMA[N]
 #   p2p_cluster_wait_peers N COUNT   until N's cluster sees COUNT peers (60 s)
 #   p2p_ipcs_start N [--alone]       -> P2P_PID[N], P2P_MIRROR[N]; --alone: no cluster, no
 #                                    mirror (a node that neither asks peers nor publishes)
@@ -37,13 +42,14 @@ P2P_IPCS="${P2P_IPCS:-$root/target/release/ipcs}"
 P2P_IPFS="${P2P_IPFS:-$P2P_TOOLS/bin/ipfs}"
 P2P_CLUSTER_CTL="${P2P_CLUSTER_CTL:-$P2P_TOOLS/bin/ipfs-cluster-ctl}"
 P2P_REFRESH="${P2P_REFRESH:-2}"
+P2P_CONTAINERD="${P2P_CONTAINERD:-1.6}"
 P2P_REBROADCAST="${P2P_REBROADCAST:-}"
 declare -A P2P_API=() P2P_MADDR=() P2P_SWARM=() P2P_REST=() P2P_CMA=() P2P_PID=() P2P_MIRROR=()
 P2P_NODES=()
 
 p2p_ctr()   { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$P2P_DIR/$n/containerd/ctr" -n "$P2P_NS" "$@"; }
 p2p_ipfs()  { local n=$1 t=$2; shift 2; timeout -k 5 "$t" "$P2P_IPFS" --api "${P2P_MADDR[$n]}" "$@"; }
-p2p_cctl()  { local n=$1; shift; timeout -k 5 60 "$P2P_CLUSTER_CTL" --host "/ip4/127.0.0.1/tcp/${P2P_REST[$n]##*:}" "$@"; }
+p2p_cctl()  { local n=$1; shift; timeout -k 5 60 "$P2P_CLUSTER_CTL" --host "/unix${P2P_REST[$n]#unix://}" "$@"; }
 p2p_blobs() { timeout -k 5 60 "$P2P_IPCS" blobs --socket "$P2P_DIR/$1/ipcs.sock"; }
 
 p2p_network_init() {
@@ -52,6 +58,15 @@ p2p_network_init() {
   P2P_SWARM_KEY="$P2P_DIR/swarm.key"
   printf '/key/swarm/psk/1.0.0/\n/base16/\n%s\n' "$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')" >"$P2P_SWARM_KEY"
   chmod 600 "$P2P_SWARM_KEY"
+}
+
+# p2p_rundir N NAME: N's runtime directory for NAME's socket, made like systemd's
+# RuntimeDirectory= with RuntimeDirectoryMode=0750 (root:root here), under a run/ that
+# any account may traverse, like /run.
+p2p_rundir() {
+  local d="$P2P_DIR/$1/run"
+  mkdir -p "$d/$2"; chmod 0755 "$d"; chmod 0750 "$d/$2"
+  echo "$d/$2"
 }
 
 p2p_track() {
@@ -63,9 +78,10 @@ p2p_track() {
 p2p_kubo_start() {
   local n=$1 dir="$P2P_DIR/$1/kubo" api id port
   p2p_track "$n"
-  api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$dir" --api "$(free_port)" \
+  api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$dir" \
+          --api-socket "$(p2p_rundir "$n" kubo)/api.sock" \
           --swarm "$(free_port)" --swarm-key "$P2P_SWARM_KEY" 2>>"$P2P_LOG" 8>&- 9>&-) || return 1
-  P2P_API[$n]=$api P2P_MADDR[$n]="/ip4/127.0.0.1/tcp/${api##*:}"
+  P2P_API[$n]=$api P2P_MADDR[$n]=$(kubo_maddr "$api")
   id=$(p2p_ipfs "$n" 30 id -f '<id>') || return 1
   port=$(IPFS_PATH="$dir" "$P2P_IPFS" config Addresses.Swarm | jq -r '.[0]' | sed 's|.*/tcp/||')
   P2P_SWARM[$n]="/ip4/127.0.0.1/tcp/$port/p2p/$id"
@@ -86,7 +102,8 @@ p2p_cluster_start() {
   p2p_track "$n"
   for m in "$@"; do peers="${peers:+$peers,}${P2P_CMA[$m]}"; done
   out=$(timeout 120 "$root/scripts/cluster-node.sh" start "$P2P_DIR/$n/cluster" \
-          --secret "$P2P_SECRET" --kubo-api "${P2P_API[$n]}" --listen "$(free_port)" --rest "$(free_port)" \
+          --secret "$P2P_SECRET" --kubo-api "${P2P_API[$n]}" --listen "$(free_port)" \
+          --rest-socket "$(p2p_rundir "$n" ipfs-cluster)/api.sock" \
           ${peers:+--peers "$peers"} ${P2P_REBROADCAST:+--rebroadcast "$P2P_REBROADCAST"} \
           --replication 1 2>>"$P2P_LOG" 8>&- 9>&-) || return 1
   P2P_REST[$n]=$(sed -n 1p <<<"$out") P2P_CMA[$n]=$(sed -n 2p <<<"$out")
@@ -130,16 +147,20 @@ p2p_containerd_start() {
   p2p_track "$n"
   if [ "$mode" = --builtin-content ]; then content=(--builtin-content)
   else content=(--content-socket "$d/ipcs.sock"); fi
-  timeout 120 "$root/integration/containerd-node.sh" start "$d/containerd" --version 1.6 \
+  timeout 120 "$root/integration/containerd-node.sh" start "$d/containerd" --version "$P2P_CONTAINERD" \
     "${content[@]}" >/dev/null 2>>"$P2P_LOG" 8>&- 9>&- || return 1
   mkdir -p "$d/hosts/$reg"
   echo "server = \"http://$reg\"" >"$d/hosts/$reg/hosts.toml"
   [ -z "$mode" ] || return 0
-  # containerd asks ipcs's mirror first, then the registry itself.
+  # containerd asks ipcs's mirror first, then the registry itself. The mirror answers only
+  # requests carrying its secret header; hosts.toml holds the secret, so it is 0600 too.
+  chmod 600 "$d/hosts/$reg/hosts.toml"
   cat >>"$d/hosts/$reg/hosts.toml" <<EOF
 
 [host."http://127.0.0.1:${P2P_MIRROR[$n]}"]
   capabilities = ["pull", "resolve"]
+  [host."http://127.0.0.1:${P2P_MIRROR[$n]}".header]
+    x-ipcs-mirror-secret = "$(cat "$d/data/mirror-secret")"
 EOF
 }
 

@@ -156,6 +156,33 @@ check_no_blob_requests() {
   [ "$n" = 0 ]
 }
 
+# Closed network: every TCP/UDP socket the daemons of the three nodes hold (Kubo, cluster,
+# ipcs, containerd), listening or connected, is on loopback at both ends. Run after the
+# pulls from peers, while bitswap and cluster connections are up.
+check_loopback_only() {
+  local n f pids=() pat bad count
+  for n in a b c; do
+    for f in "$work/$n/kubo/ipcs-kubo.pid" "$work/$n/cluster/ipcs-cluster.pid" \
+             "$work/$n/containerd/containerd.pid"; do
+      [ -f "$f" ] && pids+=("$(cat "$f")")
+    done
+    [ -z "${P2P_PID[$n]:-}" ] || pids+=("${P2P_PID[$n]}")
+  done
+  [ "${#pids[@]}" -eq 12 ] || { say "found ${#pids[@]} of 12 daemon pids"; return 1; }
+  pat=$(printf 'pid=%s,|' "${pids[@]}"); pat="(${pat%|})"
+  ss -tunapH >"$logs/ss.log"
+  grep -E "$pat" "$logs/ss.log" >"$logs/ss-daemons.log" || true
+  bad=$(awk '{ l = $5; p = $6
+               if (l !~ /^(127\.|\[::1\]|\[::ffff:127\.)/ ||
+                   (p !~ /^(127\.|\[::1\]|\[::ffff:127\.)/ && p !~ /^(\*|0\.0\.0\.0|\[::\]):\*$/)) print }' \
+        "$logs/ss-daemons.log")
+  [ -z "$bad" ] || { say "sockets off loopback:"; say "$bad"; return 1; }
+  count=$(wc -l <"$logs/ss-daemons.log")
+  # Kubo swarm and cluster connections between the nodes must be among them.
+  [ "$(grep -c ESTAB "$logs/ss-daemons.log")" -gt 0 ] || { say "no established connection seen"; return 1; }
+  say "$count sockets of 12 daemons (ss -tunap), all on loopback"
+}
+
 check_c_repulls_from_b() {
   p2p_node_stop a
   say "node A stopped"
@@ -213,6 +240,7 @@ check "1c. B pulls big (unpack, byte check) from peers"              check_pull_
 check "1d. C pulls big (unpack, byte check) from peers"              check_pull_from_peers c
 blobs c >"$logs/cids-c.txt"
 check "1e. the registry log shows no blob request from B or C"       check_no_blob_requests
+check "1f. every socket of every daemon is on loopback (ss -tunap)"  check_loopback_only
 check "2. A killed; C removes big, drops its blocks, pulls again from B" check_c_repulls_from_b
 check "3. a cluster pin with a wrong CID is caught; C's pull falls back; no wrong byte" check_wrong_mapping_caught
 check "4. cluster down: B pulls multi through the registry"          check_cluster_down

@@ -1,5 +1,6 @@
 //! One `Config` for the daemon, merged from defaults, a TOML file, `IPCS_*` environment
 //! variables and command-line flags (later sources win).
+use crate::endpoint::Endpoint;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -79,7 +80,7 @@ impl Default for Config {
         Config {
             socket: PathBuf::from("/run/ipcs/ipcs.sock"),
             data_dir: PathBuf::from("/var/lib/ipcs"),
-            kubo_api: "http://127.0.0.1:5001".to_string(),
+            kubo_api: "unix:///run/kubo/api.sock".to_string(),
             kubo_timeout_secs: 30,
             kubo_min_rate_bytes_per_sec: 8 << 20,
             lock_wait_ms: 1000,
@@ -111,7 +112,7 @@ pub struct Overrides {
     /// Directory for the index, ingests and blob cache.
     #[arg(long, env = "IPCS_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
-    /// Kubo HTTP RPC address, e.g. http://127.0.0.1:5001.
+    /// Kubo RPC address: unix:///run/kubo/api.sock (default) or an http:// URL.
     #[arg(long, env = "IPCS_KUBO_API")]
     pub kubo_api: Option<String>,
     /// Deadline in seconds for Kubo calls that do not move blob bytes.
@@ -132,7 +133,7 @@ pub struct Overrides {
     /// Upper bound of the local blob cache in bytes.
     #[arg(long, env = "IPCS_CACHE_MAX_BYTES")]
     pub cache_max_bytes: Option<u64>,
-    /// IPFS Cluster REST API, e.g. http://127.0.0.1:9094.
+    /// IPFS Cluster REST API: unix:///run/ipfs-cluster/api.sock or an http:// URL.
     #[arg(long, env = "IPCS_CLUSTER_API")]
     pub cluster_api: Option<String>,
     /// Replication factor of published blobs (-1: every cluster peer).
@@ -254,18 +255,11 @@ impl Config {
 
     pub fn validate(&self) -> Result<(), ConfigError> {
         let bad = |m: String| Err(ConfigError::Invalid(m));
-        if !(self.kubo_api.starts_with("http://") || self.kubo_api.starts_with("https://")) {
-            return bad(format!(
-                "kubo_api {:?} must be an http:// or https:// URL",
-                self.kubo_api
-            ));
+        if let Err(e) = Endpoint::parse(&self.kubo_api) {
+            return bad(format!("kubo_api {e}"));
         }
-        if let Some(api) = &self.cluster_api {
-            if !(api.starts_with("http://") || api.starts_with("https://")) {
-                return bad(format!(
-                    "cluster_api {api:?} must be an http:// or https:// URL"
-                ));
-            }
+        if let Some(Err(e)) = self.cluster_api.as_deref().map(Endpoint::parse) {
+            return bad(format!("cluster_api {e}"));
         }
         if self.cluster_replication == 0 || self.cluster_replication < -1 {
             return bad("cluster_replication must be -1 (every peer) or at least 1".into());

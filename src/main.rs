@@ -81,6 +81,11 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
     let config = Config::load(&o).map_err(|e| e.to_string())?;
     // Before anything slow: a signal during start-up then ends the process as a stop.
     let mut stops = StopRequests::from_signals().map_err(|e| format!("signal handlers: {e}"))?;
+    let dir = config.data_dir.clone();
+    tokio::task::spawn_blocking(move || private_dir(&dir))
+        .await
+        .map_err(|e| e.to_string())?
+        .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
     let store = ContentStore::open(&config)
         .await
         .map_err(|e| e.to_string())?;
@@ -94,8 +99,13 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
         let addr = addr
             .parse()
             .map_err(|e| format!("mirror_listen {addr}: {e}"))?;
+        let dir = config.data_dir.clone();
+        let secret = tokio::task::spawn_blocking(move || ipcs::mirror::auth::load_or_create(&dir))
+            .await
+            .map_err(|e| e.to_string())?
+            .map_err(|e| format!("mirror secret: {e}"))?;
         mirror = Some(
-            ipcs::mirror::serve(store.clone(), addr)
+            ipcs::mirror::serve(store.clone(), addr, secret)
                 .await
                 .map_err(|e| format!("registry mirror on {addr}: {e}"))?,
         );
@@ -104,7 +114,8 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
     let listener = server::listener(&config.socket, inherited).map_err(|e| e.to_string())?;
     tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), socket_activation = activated, "serving containerd content API");
     let (begin_drain, drain_begun) = tokio::sync::oneshot::channel::<()>();
-    let grpc = server::serve(store, listener, config.max_message_bytes, async {
+    let differ = ipcs::differ::Differ::new(store.clone(), config.data_dir.join("tmpmounts"));
+    let grpc = server::serve(store, differ, listener, config.max_message_bytes, async {
         let _ = drain_begun.await;
     });
     tokio::pin!(grpc);
@@ -145,6 +156,14 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
             "stopped at once by a second {name}; requests in flight were cut, open ingests resume on the next start"
         )),
     }
+}
+
+/// Makes `dir` (created if absent) enterable by its owner only: it holds whole blobs (the
+/// cache, ingests) and the mirror's secret, which no other local account may read.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }
 
 async fn admin_client(

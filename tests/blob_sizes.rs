@@ -100,3 +100,54 @@ async fn reads_fetch_from_kubo_when_not_cached() {
     check_random_reads(&ipcs, &db, &b, 12, 8).await;
     assert_eq!(read_range(&mut c, &da, 0, 0).await.unwrap(), a);
 }
+
+/// 174 links × 256 KiB chunks = 45.6 MB: above this a UnixFS file gets a second DAG
+/// level, so `Import.UnixFSFileMaxLinks` decides the CID there. The blob goes through ipcs
+/// into a Kubo node whose profile sets 1024 links; its CID must still be the UnixFS v1
+/// default one (what `ipfs add --max-file-links=174` gives) and not the node's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_blob_cid_ignores_the_nodes_import_profile() {
+    let kubo = common::kubo_node::KuboNode::start();
+    kubo.ipfs(&["config", "--json", "Import.UnixFSFileMaxLinks", "1024"])
+        .unwrap();
+    let ipcs = Ipcs::start_with(kubo.api.clone(), vec![]).await;
+    let mut c = ipcs.content().await;
+    let data = random_bytes(48 << 20, 174);
+    let d = put_blob(&mut c, "sizes/48MiB", &data).await.unwrap();
+    let cid = ipcs.cids().await[&d].clone();
+
+    let tmp = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(tmp.path(), &data).unwrap();
+    let add = |extra: &[&str]| {
+        let mut args = vec![
+            "add",
+            "--only-hash",
+            "-Q",
+            "--cid-version=1",
+            "--raw-leaves",
+            "--chunker=size-262144",
+        ];
+        args.extend_from_slice(extra);
+        args.push(tmp.path().to_str().unwrap());
+        kubo.ipfs(&args).unwrap().trim().to_string()
+    };
+    let v1_default = add(&["--max-file-links=174"]);
+    let node_profile = add(&[]);
+    assert_ne!(
+        v1_default, node_profile,
+        "the node's Import.UnixFSFileMaxLinks=1024 must change `ipfs add`'s CID here, \
+         or this test proves nothing"
+    );
+    assert_eq!(cid, v1_default, "ipcs's CID of a 48 MiB blob");
+    // Pinned in the same call that imported it, under this store's name.
+    let pins = kubo.recursive_pins();
+    let line = pins
+        .lines()
+        .find(|l| l.starts_with(cid.as_str()))
+        .unwrap_or_else(|| panic!("{cid} not pinned: {pins}"));
+    assert!(
+        line.contains(" ipcs:"),
+        "{cid} pinned without the store's name: {line}"
+    );
+    assert_eq!(read_range(&mut c, &d, 0, 0).await.unwrap(), data);
+}

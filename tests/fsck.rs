@@ -208,3 +208,142 @@ async fn fsck_finds_and_repairs_each_inconsistency() {
         "record follows its real DAG again"
     );
 }
+
+/// The state a commit killed after Kubo's pinned `add` answered and before the index write
+/// leaves, made for real: a complete ingest written through ipcs and left uncommitted, the
+/// server killed, then the very `add` ipcs sends (pinned under the store's name) run on
+/// its file. The pin is no orphan: the ingest's next commit reuses it, and fsck finishes
+/// the commit. A partial ingest and a pin no ingest explains are told apart from it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_commit_cut_after_the_pinned_add_is_reused_or_finished() {
+    let kubo = KuboNode::start();
+    let mut ipcs = Ipcs::start_with(kubo.api.clone(), vec![]).await;
+    let pin_name = std::fs::read_to_string(ipcs.data.join("store-id")).unwrap();
+    let pin_name = format!("ipcs:{}", pin_name.trim());
+    let data_dir = ipcs.data.clone();
+    let ingest_file = |r: &str| {
+        let id = sha256_digest(r.as_bytes());
+        data_dir
+            .join("ingest")
+            .join(&id.trim_start_matches("sha256:")[..40])
+            .join("data")
+    };
+    // Kubo finishing the pinned add of a whole ingest, as ipcs asks for it.
+    let pinned_add = |path: &Path| {
+        let name = format!("--pin-name={pin_name}");
+        kubo.ipfs(&[
+            "add",
+            "-Q",
+            "--cid-version=1",
+            "--raw-leaves",
+            "--chunker=size-262144",
+            "--max-file-links=174",
+            "--pin=true",
+            &name,
+            path.to_str().unwrap(),
+        ])
+        .unwrap()
+        .trim()
+        .to_string()
+    };
+    let blobs: Vec<Vec<u8>> = (0..2).map(|i| random_bytes(700_000, 90 + i)).collect();
+    let ds: Vec<String> = blobs.iter().map(|b| sha256_digest(b)).collect();
+    let cut =
+        |c: &mut ipcs::server::proto::content_client::ContentClient<tonic::transport::Channel>,
+         i: usize| {
+            let mut c = c.clone();
+            let (b, d) = (blobs[i].clone(), ds[i].clone());
+            async move {
+                let r = format!("cut-{i}");
+                let (mut s, _) = WriteSession::open(&mut c, stat(&r, b.len() as i64, &d))
+                    .await
+                    .unwrap();
+                s.send(write(0, &b)).await.unwrap();
+                s.close_and_drain().await;
+            }
+        };
+
+    // 1: without fsck, the retried commit records the CID Kubo already pinned.
+    let mut c = ipcs.content().await;
+    cut(&mut c, 0).await;
+    drop(c);
+    ipcs.kill9();
+    let cid0 = pinned_add(&ingest_file("cut-0"));
+    ipcs.restart().await;
+    let mut c = ipcs.content().await;
+    let (mut s, st) = WriteSession::open(&mut c, stat("cut-0", 0, &ds[0]))
+        .await
+        .unwrap();
+    assert_eq!(st.offset, blobs[0].len() as i64, "the whole ingest is kept");
+    s.send(commit(st.offset, blobs[0].len() as i64, &ds[0]))
+        .await
+        .unwrap();
+    s.close_and_drain().await;
+    assert_eq!(
+        ipcs.cids().await[&ds[0]],
+        cid0,
+        "the retry recorded Kubo's CID"
+    );
+
+    // 2: fsck finishes the commit; a partial ingest and a foreign-born orphan stay apart.
+    cut(&mut c, 1).await;
+    let (mut s, _) = WriteSession::open(&mut c, stat("partial", 500_000, ""))
+        .await
+        .unwrap();
+    s.send(write(0, &blobs[1][..200_000])).await.unwrap();
+    s.close_and_drain().await;
+    drop(c);
+    ipcs.kill9();
+    let cid1 = pinned_add(&ingest_file("cut-1"));
+    let tmpd = tempfile::tempdir().unwrap();
+    let lone = tmpd.path().join("lone");
+    std::fs::write(&lone, random_bytes(10_000, 99)).unwrap();
+    let orphan = pinned_add(&lone);
+
+    let (code, out) = fsck(&ipcs, &kubo.api, &[]);
+    assert_eq!(code, 1, "{out}");
+    let s = summary(&out);
+    assert!(s.contains("interrupted-commit=1"), "{out}");
+    assert!(s.contains("orphan-pin=1"), "{out}");
+    assert!(
+        s.contains("found=2"),
+        "the retried cut-0 left nothing: {out}"
+    );
+    assert!(out.contains(&cid1) && out.contains(&orphan), "{out}");
+    let (code, out) = fsck(&ipcs, &kubo.api, &["--repair"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("commit finished"), "{out}");
+    let (code, out) = fsck(&ipcs, &kubo.api, &["--verify"]);
+    assert_eq!(code, 0, "clean after repair: {out}");
+    assert!(summary(&out).contains("found=0"), "{out}");
+    let pins = kubo.recursive_pins();
+    assert!(pins.contains(&cid1) && !pins.contains(&orphan), "{pins}");
+
+    ipcs.restart().await;
+    let mut c = ipcs.content().await;
+    assert_eq!(ipcs.cids().await[&ds[1]], cid1);
+    assert_eq!(read_range(&mut c, &ds[1], 0, 0).await.unwrap(), blobs[1]);
+    let gone = c
+        .status(ipcs::server::proto::StatusRequest {
+            r#ref: "cut-1".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        gone.code(),
+        Code::NotFound,
+        "the finished ingest is dropped"
+    );
+    let kept = c
+        .status(ipcs::server::proto::StatusRequest {
+            r#ref: "partial".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        kept.status.unwrap().offset,
+        200_000,
+        "the partial ingest is untouched"
+    );
+}

@@ -55,7 +55,8 @@ async fn commit_survives_kubo_stopped_and_stalled() {
     let mut c = ipcs.content().await;
     let cached = random_bytes(3 << 20, 1);
     let cached_d = put_blob(&mut c, "cached", &cached).await.unwrap();
-    let host_port = kubo.api.trim_start_matches("http://").to_string();
+    // Errors name the API as configured (here unix:///…/api.sock).
+    let host_port = kubo.api.clone();
 
     // --- Kubo stopped between the last Write and the Commit.
     let b = random_bytes(2 << 20, 2);
@@ -152,4 +153,29 @@ async fn commit_survives_kubo_stopped_and_stalled() {
     c.delete(DeleteContentRequest { digest: cached_d })
         .await
         .unwrap();
+}
+
+/// Kubo reports an error that happens after `add` has printed the CID (a pin that fails,
+/// say) only in the `X-Stream-Error` trailer; the client must fail the add instead of
+/// taking the CID for success. `to-files` into a missing MFS directory is a real Kubo
+/// failure of that kind; into `/` the same add succeeds.
+#[tokio::test]
+async fn an_add_that_fails_after_printing_its_cid_fails() {
+    let kubo = KuboNode::start();
+    let k = ipcs::ipfs::KuboClient::new(&kubo.api, Duration::from_secs(30), 1 << 20).unwrap();
+    let opts = ipcs::config::ImportOptions::default();
+    let err = k
+        .add_bytes_to_files(b"x".to_vec(), &opts, "/no/such/dir/")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, ipcs::ipfs::KuboError::Api { .. })
+            && err.to_string().contains("/no/such/dir"),
+        "{err}"
+    );
+    let cid = k
+        .add_bytes_to_files(b"x".to_vec(), &opts, "/")
+        .await
+        .unwrap();
+    assert!(cid.starts_with("bafk"), "{cid}");
 }

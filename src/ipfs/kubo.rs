@@ -1,12 +1,27 @@
 //! A small typed client for the parts of Kubo's HTTP RPC API (`POST /api/v0/…`) ipcs uses.
 //! Connections are pooled (reqwest), every call has a deadline, and a Kubo that cannot be
 //! reached is reported with its address: callers must never mistake it for a locked ref.
+//! The API is reached over a unix socket (`unix:///run/kubo/api.sock`, the default: only
+//! accounts that may open the socket control Kubo) or an http:// URL.
+//!
+//! Needs Kubo ≥ 0.37: blob imports name their pin in the `add` call itself
+//! (`--pin-name`), which older releases silently ignore, so the first named import checks
+//! the node's version once.
 use crate::config::ImportOptions;
+use crate::endpoint::Endpoint;
 use bytes::Bytes;
 use futures::{Stream, StreamExt, TryStreamExt};
 use serde::Deserialize;
 use std::path::Path;
 use std::time::Duration;
+
+/// Links per UnixFS file node: the UnixFS v1 default (boxo's `DefaultLinksPerBlock`). A
+/// node's `Import.UnixFSFileMaxLinks` would otherwise change the CID of every blob above
+/// 174 × chunk size (45.6 MB at 256 KiB chunks), where the DAG gets a second level.
+pub const UNIXFS_FILE_MAX_LINKS: u32 = 174;
+
+/// Oldest Kubo whose `add` takes `--pin-name` (0.37).
+const MIN_KUBO_MINOR: u32 = 37;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KuboError {
@@ -44,13 +59,29 @@ pub struct AddedBlob {
 
 #[derive(Clone)]
 pub struct KuboClient {
+    /// The address as configured, for messages.
     base: String,
+    /// Prefix of request URLs (`http://localhost` when the socket carries them).
+    url: String,
     http: reqwest::Client,
     timeout: Duration,
     min_rate: u64,
     /// Name given to every recursive pin of a blob this client imports or adopts, so
     /// that `ipcs fsck` can tell the pins of one store from anyone else's.
     pin_name: Option<String>,
+    /// Set once the node's version is known to take `add --pin-name`.
+    named_add_checked: std::sync::Arc<tokio::sync::OnceCell<()>>,
+}
+
+/// How an import is pinned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PinAs {
+    /// A blob: pinned under the store's name (`pin_name`) by the add itself.
+    Blob,
+    /// Anything else (tag records): an anonymous pin.
+    Anonymous,
+    /// Not stored at all: only the CID is computed (`only-hash`).
+    HashOnly,
 }
 
 /// One recursive pin as `pin ls --names` reports it.
@@ -102,22 +133,28 @@ struct VersionBody {
 impl KuboClient {
     /// `timeout` bounds control calls; calls moving `n` bytes get `timeout + n / min_rate`.
     pub fn new(base: &str, timeout: Duration, min_rate: u64) -> Result<KuboClient, KuboError> {
-        let http = reqwest::Client::builder()
+        let setup = |reason: String| KuboError::Unreachable {
+            addr: base.to_string(),
+            op: "client setup",
+            reason,
+        };
+        let endpoint = Endpoint::parse(base).map_err(setup)?;
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
-            .tcp_nodelay(true)
+            .tcp_nodelay(true);
+        let http = endpoint
+            .configure(builder)
             .build()
-            .map_err(|e| KuboError::Unreachable {
-                addr: base.to_string(),
-                op: "client setup",
-                reason: e.to_string(),
-            })?;
+            .map_err(|e| setup(e.to_string()))?;
         Ok(KuboClient {
-            base: base.trim_end_matches('/').to_string(),
+            base: endpoint.display,
+            url: endpoint.url,
             http,
             timeout,
             min_rate: min_rate.max(1),
             pin_name: None,
+            named_add_checked: Default::default(),
         })
     }
 
@@ -172,7 +209,7 @@ impl KuboClient {
     ) -> Result<reqwest::Response, KuboError> {
         let mut req = self
             .http
-            .post(format!("{}/api/v0/{path}", self.base))
+            .post(format!("{}/api/v0/{path}", self.url))
             .query(query);
         if let Some(t) = timeout {
             req = req.timeout(t);
@@ -223,14 +260,52 @@ impl KuboClient {
     }
 
     /// Imports the file at `path` as a UnixFS DAG with `opts` given explicitly (so Kubo's
-    /// own Import config cannot change the CID) and pins it recursively. The file is
-    /// streamed, never read into memory.
+    /// own Import config cannot change the CID) and pins it recursively under the store's
+    /// name, in the same call. The file is streamed, never read into memory.
     pub async fn add_file(
         &self,
         path: &Path,
         size: u64,
         opts: &ImportOptions,
     ) -> Result<AddedBlob, KuboError> {
+        let part = self.file_part(path, size).await?;
+        let cid = self
+            .add_part(
+                part,
+                Some(self.transfer_timeout(size)),
+                opts,
+                PinAs::Blob,
+                &[],
+            )
+            .await?;
+        Ok(AddedBlob { cid, size })
+    }
+
+    /// The CID `add_file` would give the file at `path`, computed by Kubo without storing
+    /// or pinning anything (`only-hash`). fsck uses it to recognise the pin of a commit
+    /// that a crash cut short.
+    pub async fn hash_file(
+        &self,
+        path: &Path,
+        size: u64,
+        opts: &ImportOptions,
+    ) -> Result<String, KuboError> {
+        let part = self.file_part(path, size).await?;
+        self.add_part(
+            part,
+            Some(self.transfer_timeout(size)),
+            opts,
+            PinAs::HashOnly,
+            &[],
+        )
+        .await
+    }
+
+    async fn file_part(
+        &self,
+        path: &Path,
+        size: u64,
+    ) -> Result<reqwest::multipart::Part, KuboError> {
         let op = "add";
         let file = tokio::fs::File::open(path)
             .await
@@ -243,23 +318,17 @@ impl KuboClient {
         // made the add several times slower than Kubo itself.
         let body =
             reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::with_capacity(file, 1 << 20));
-        let part = reqwest::multipart::Part::stream_with_length(body, size)
+        Ok(reqwest::multipart::Part::stream_with_length(body, size)
             .file_name("blob")
             .mime_str("application/octet-stream")
-            .expect("static mime type parses");
-        // `ipfs add` cannot name its pin (Kubo 0.36), so a named store adds unpinned and
-        // then pins by name: a crash in between leaves unpinned blocks for Kubo's GC, never
-        // an anonymous pin nobody can attribute.
-        let cid = self
-            .add_part(part, Some(self.transfer_timeout(size)), opts, true)
-            .await?;
-        Ok(AddedBlob { cid, size })
+            .expect("static mime type parses"))
     }
 
     /// Imports a body that is still being produced (an ingest file followed while it is
     /// written), with the same options and pinning as `add_file`. There is no deadline
     /// here because the body's end is not known yet: the caller bounds the wait once it
-    /// is, and dropping the future aborts the request, so Kubo imports and pins nothing.
+    /// is. Kubo pins only after the whole body has arrived, so a body that fails, or a
+    /// request dropped before the body ends, leaves nothing pinned.
     pub async fn add_stream<S>(&self, body: S, opts: &ImportOptions) -> Result<String, KuboError>
     where
         S: futures::TryStream + Send + 'static,
@@ -270,41 +339,61 @@ impl KuboClient {
             .file_name("blob")
             .mime_str("application/octet-stream")
             .expect("static mime type parses");
-        self.add_part(part, None, opts, true).await
+        self.add_part(part, None, opts, PinAs::Blob, &[]).await
     }
 
-    /// Blob imports carry the store's pin name (`name_pin`); other objects keep an
-    /// anonymous pin. `ipfs add` cannot name its pin (Kubo 0.36), so a named import adds
-    /// unpinned and then pins by name: a crash in between leaves unpinned blocks for
-    /// Kubo's GC, never an anonymous pin nobody can attribute.
+    /// One `ipfs add` of one file. Every option that shapes the DAG is sent, so neither
+    /// Kubo's defaults nor its `Import.*` config can change a CID; nothing is announced
+    /// (`fast-provide-*` off). A blob is pinned under the store's name by the add itself:
+    /// Kubo pins after the last block is stored and before it answers, so there is no
+    /// moment where the blob is stored but its pin unnamed or missing.
     async fn add_part(
         &self,
         part: reqwest::multipart::Part,
         timeout: Option<Duration>,
         opts: &ImportOptions,
-        name_pin: bool,
+        pin_as: PinAs,
+        extra: &[(&'static str, String)],
     ) -> Result<String, KuboError> {
         let op = "add";
-        let named = name_pin && self.pin_name.is_some();
-        let pin = !named;
-        let form = reqwest::multipart::Form::new().part("file", part);
-        let query = [
+        let mut query = vec![
             ("cid-version", opts.cid_version.to_string()),
             ("raw-leaves", opts.raw_leaves.to_string()),
             ("chunker", format!("size-{}", opts.chunk_size)),
             ("hash", "sha2-256".to_string()),
             ("trickle", "false".to_string()),
-            ("pin", pin.to_string()),
+            ("max-file-links", UNIXFS_FILE_MAX_LINKS.to_string()),
+            // Directory shapes: no directory is ever created (no wrap), sent anyway so a
+            // node's profile has nothing left to decide.
+            ("max-directory-links", "0".to_string()),
+            ("max-hamt-fanout", "256".to_string()),
+            ("wrap-with-directory", "false".to_string()),
+            ("inline", "false".to_string()),
+            ("nocopy", "false".to_string()),
+            ("fscache", "false".to_string()),
+            ("preserve-mode", "false".to_string()),
+            ("preserve-mtime", "false".to_string()),
+            ("fast-provide-root", "false".to_string()),
+            ("fast-provide-dag", "false".to_string()),
+            ("fast-provide-wait", "false".to_string()),
+            ("only-hash", (pin_as == PinAs::HashOnly).to_string()),
+            ("pin", (pin_as != PinAs::HashOnly).to_string()),
             ("quieter", "true".to_string()),
             ("progress", "false".to_string()),
         ];
+        query.extend(extra.iter().cloned());
+        if pin_as == PinAs::Blob {
+            if let Some(name) = &self.pin_name {
+                self.check_named_add().await?;
+                query.push(("pin-name", name.clone()));
+            }
+        }
+        let form = reqwest::multipart::Form::new().part("file", part);
         let resp = self.call(op, "add", &query, timeout, Some(form)).await?;
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| self.classify(op, timeout.unwrap_or_default(), e))?;
-        let cid = text
-            .lines()
+        let text = self
+            .body_checked(op, resp, timeout.unwrap_or_default())
+            .await?;
+        text.lines()
             .filter_map(|l| serde_json::from_str::<AddLine>(l).ok())
             .filter_map(|l| l.hash)
             .next_back()
@@ -312,11 +401,69 @@ impl KuboClient {
                 addr: self.base.clone(),
                 op,
                 message: format!("no CID in response {:?}", text.trim()),
-            })?;
-        if named {
-            self.pin_add_local(&cid).await?;
+            })
+    }
+
+    /// The whole body of a streamed response, failing if Kubo reported an error after
+    /// it had begun answering. Kubo sends such an error only as the `X-Stream-Error`
+    /// trailer: `add` prints the CID before it pins, so a pin that fails would otherwise
+    /// look like success.
+    async fn body_checked(
+        &self,
+        op: &'static str,
+        resp: reqwest::Response,
+        t: Duration,
+    ) -> Result<String, KuboError> {
+        use http_body_util::BodyExt;
+        let mut body = reqwest::Body::from(resp);
+        let mut data = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.classify(op, t, e))?;
+            match frame.into_data() {
+                Ok(bytes) => data.extend_from_slice(&bytes),
+                Err(frame) => {
+                    let failed = frame
+                        .trailers_ref()
+                        .and_then(|h| h.get("x-stream-error"))
+                        .map(|v| String::from_utf8_lossy(v.as_bytes()).trim().to_string())
+                        .filter(|m| !m.is_empty());
+                    if let Some(message) = failed {
+                        return Err(KuboError::Api {
+                            addr: self.base.clone(),
+                            op,
+                            message,
+                        });
+                    }
+                }
+            }
         }
-        Ok(cid)
+        Ok(String::from_utf8_lossy(&data).into_owned())
+    }
+
+    /// Refuses named imports on a Kubo older than 0.37, whose `add` would ignore
+    /// `pin-name` and leave a pin fsck cannot attribute. Checked once per client.
+    async fn check_named_add(&self) -> Result<(), KuboError> {
+        self.named_add_checked
+            .get_or_try_init(|| async {
+                let v = self.version().await?;
+                let minor = v
+                    .split('.')
+                    .nth(1)
+                    .and_then(|m| m.parse::<u32>().ok())
+                    .unwrap_or(0);
+                if v.starts_with("0.") && minor < MIN_KUBO_MINOR {
+                    return Err(KuboError::Api {
+                        addr: self.base.clone(),
+                        op: "add",
+                        message: format!(
+                            "kubo {v} cannot name a pin in `add`; ipcs needs kubo >= 0.{MIN_KUBO_MINOR}"
+                        ),
+                    });
+                }
+                Ok(())
+            })
+            .await
+            .map(|_| ())
     }
 
     /// Imports a small in-memory object (e.g. a tag record) with the same options.
@@ -328,9 +475,32 @@ impl KuboClient {
         let size = data.len() as u64;
         let part = reqwest::multipart::Part::bytes(data).file_name("record");
         let cid = self
-            .add_part(part, Some(self.transfer_timeout(size)), opts, false)
+            .add_part(
+                part,
+                Some(self.transfer_timeout(size)),
+                opts,
+                PinAs::Anonymous,
+                &[],
+            )
             .await?;
         Ok(AddedBlob { cid, size })
+    }
+
+    /// Test hook for the error path of `body_checked`: an add whose `to-files` MFS
+    /// directory does not exist makes Kubo fail only after it has printed the CID, which
+    /// is how a failing pin is reported too (nothing else makes a real Kubo do that on
+    /// demand). Not used by ipcs itself.
+    #[doc(hidden)]
+    pub async fn add_bytes_to_files(
+        &self,
+        data: Vec<u8>,
+        opts: &ImportOptions,
+        mfs_path: &str,
+    ) -> Result<String, KuboError> {
+        let part = reqwest::multipart::Part::bytes(data).file_name("record");
+        let extra = [("to-files", mfs_path.to_string())];
+        self.add_part(part, Some(self.timeout), opts, PinAs::Anonymous, &extra)
+            .await
     }
 
     /// Streams `length` bytes of the DAG at `cid` starting at `offset`.
@@ -503,6 +673,33 @@ impl KuboClient {
         Ok(n)
     }
 
+    /// The name of `cid`'s recursive pin: None if not pinned recursively, Some("") if the
+    /// pin has no name.
+    pub async fn recursive_pin_name(&self, cid: &str) -> Result<Option<String>, KuboError> {
+        let op = "pin ls";
+        let query = [
+            ("arg", cid.to_string()),
+            ("type", "recursive".to_string()),
+            ("names", "true".to_string()),
+        ];
+        match self
+            .call(op, "pin/ls", &query, Some(self.timeout), None)
+            .await
+        {
+            Ok(resp) => {
+                let body: PinLsBody = self.json(op, resp, self.timeout).await?;
+                Ok(body.keys.get(cid).map(|v| {
+                    v.get("Name")
+                        .and_then(|n| n.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                }))
+            }
+            Err(KuboError::Api { message, .. }) if message.contains("not pinned") => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Whether `cid` is pinned recursively.
     pub async fn is_pinned(&self, cid: &str) -> Result<bool, KuboError> {
         let op = "pin ls";
@@ -546,6 +743,17 @@ mod tests {
         let msg = err.to_string();
         assert!(matches!(err, KuboError::Unreachable { .. }), "{msg}");
         assert!(msg.contains("127.0.0.1:9"), "{msg}");
+    }
+
+    #[tokio::test]
+    async fn missing_socket_is_named_and_fast() {
+        let dir = tempfile::tempdir().unwrap();
+        let api = format!("unix://{}/absent.sock", dir.path().display());
+        let k = KuboClient::new(&api, Duration::from_secs(2), 1).unwrap();
+        let err = k.version().await.unwrap_err();
+        let msg = err.to_string();
+        assert!(matches!(err, KuboError::Unreachable { .. }), "{msg}");
+        assert!(msg.contains("absent.sock"), "{msg}");
     }
 
     #[test]

@@ -4,7 +4,12 @@
 //! answer is published to the cluster; when the registry is unreachable, the tag is
 //! answered from what peers published. Manifests and blobs are served from the store,
 //! which fetches and verifies them from peers. Anything unknown is 404, and containerd
-//! then asks the next host — the registry itself.
+//! then asks the next host — the registry itself. Every request must carry the secret
+//! header (`auth.rs`); one without it gets 401 and no bytes, before any route runs.
+//! Under `/v2/ipfs/<CID>/` it serves nerdctl's `ipfs://` images, with no registry at all
+//! (`ipfs_routes`).
+pub mod auth;
+mod ipfs_routes;
 mod routes;
 mod upstream;
 
@@ -34,7 +39,13 @@ impl Running {
 }
 
 /// Serves the mirror on `addr` until `Running::stop` (or the process ends).
-pub async fn serve(store: ContentStore, addr: SocketAddr) -> std::io::Result<Running> {
+/// Requests must carry `secret`.
+pub async fn serve(
+    store: ContentStore,
+    addr: SocketAddr,
+    secret: auth::Secret,
+) -> std::io::Result<Running> {
+    let secret = Arc::new(secret);
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "registry mirror listening");
     let mirror = Arc::new(Mirror {
@@ -58,11 +69,19 @@ pub async fn serve(store: ContentStore, addr: SocketAddr) -> std::io::Result<Run
                 }
             };
             let m = mirror.clone();
+            let secret = secret.clone();
             let mut stopped = stopped.clone();
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(move |req| {
+                let svc = hyper::service::service_fn(move |req: hyper::Request<_>| {
                     let m = m.clone();
-                    async move { Ok::<_, std::convert::Infallible>(routes::handle(&m, req).await) }
+                    let given = req.headers().get(auth::HEADER).map(|v| v.as_bytes());
+                    let allowed = secret.matches(given);
+                    async move {
+                        if !allowed {
+                            return Ok::<_, std::convert::Infallible>(routes::unauthorized());
+                        }
+                        Ok(routes::handle(&m, req).await)
+                    }
                 });
                 let conn = http1::Builder::new().serve_connection(TokioIo::new(stream), svc);
                 tokio::pin!(conn);

@@ -8,12 +8,12 @@ use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 
-type Body = UnsyncBoxBody<Bytes, std::io::Error>;
+pub(super) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
 const MAX_MANIFEST: u64 = 4 << 20;
 const DEFAULT_MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
-fn empty(status: StatusCode) -> Response<Body> {
+pub(super) fn empty(status: StatusCode) -> Response<Body> {
     let mut r = Response::new(
         Full::new(Bytes::new())
             .map_err(|e| match e {})
@@ -21,6 +21,11 @@ fn empty(status: StatusCode) -> Response<Body> {
     );
     *r.status_mut() = status;
     r
+}
+
+/// The answer to a request without the mirror's secret header: no body, no hint.
+pub fn unauthorized() -> Response<Body> {
+    empty(StatusCode::UNAUTHORIZED)
 }
 
 fn bytes_response(head: bool, media_type: &str, digest: &str, body: Bytes) -> Response<Body> {
@@ -66,6 +71,10 @@ pub async fn handle(m: &Mirror, req: Request<Incoming>) -> Response<Body> {
     if path == "/v2/" || path == "/v2" {
         return bytes_response(head, "application/json", "", Bytes::from_static(b"{}"));
     }
+    // nerdctl's ipfs://<CID> images (src/mirror/ipfs_routes.rs).
+    if let Some(r) = crate::mirror::ipfs_routes::handle(m, head, &path).await {
+        return r;
+    }
     let Some((name, kind, reference)) = parse_path(&path) else {
         return empty(StatusCode::NOT_FOUND);
     };
@@ -85,7 +94,7 @@ fn not_found_or_error(what: &str, e: StoreError) -> Response<Body> {
     empty(StatusCode::NOT_FOUND)
 }
 
-async fn blob(m: &Mirror, head: bool, d: &Digest) -> Response<Body> {
+pub(super) async fn blob(m: &Mirror, head: bool, d: &Digest) -> Response<Body> {
     let info = match m.store.info(d).await {
         Ok(i) => i,
         Err(e) => return not_found_or_error("blob", e),
@@ -118,7 +127,7 @@ async fn blob(m: &Mirror, head: bool, d: &Digest) -> Response<Body> {
     }
 }
 
-async fn manifest_by_digest(
+pub(super) async fn manifest_by_digest(
     m: &Mirror,
     head: bool,
     d: &Digest,

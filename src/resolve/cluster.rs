@@ -1,6 +1,9 @@
 //! IPFS Cluster's REST API, as ipcs uses it: publish a blob's root CID in the shared
 //! pinset with its OCI digest and size as metadata, publish tag → manifest records, and
-//! read the whole pinset into a `ClusterView` for the background mirror.
+//! read the whole pinset into a `ClusterView` for the background mirror. The API is a
+//! unix socket (`unix:///run/ipfs-cluster/api.sock`: only accounts that may open it can
+//! pin or unpin cluster-wide) or an http:// URL.
+use crate::endpoint::Endpoint;
 use crate::resolve::{Candidate, ClusterView, Origin, TagRecord};
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -24,7 +27,9 @@ pub enum ClusterError {
 
 #[derive(Clone)]
 pub struct ClusterClient {
+    /// The address as configured, for messages; `url` prefixes request URLs.
     base: String,
+    url: String,
     http: reqwest::Client,
     timeout: Duration,
     replication: i32,
@@ -61,14 +66,23 @@ impl RestPin {
 }
 
 impl ClusterClient {
+    /// `base` was checked by `Config::validate`; an unparsable one fails every call.
     pub fn new(base: &str, timeout: Duration, replication: i32) -> ClusterClient {
-        let http = reqwest::Client::builder()
+        let endpoint = Endpoint::parse(base).unwrap_or_else(|_| Endpoint {
+            display: base.to_string(),
+            url: "http://invalid.invalid".to_string(),
+            socket: None,
+        });
+        let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
-            .pool_idle_timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_secs(60));
+        let http = endpoint
+            .configure(builder)
             .build()
             .expect("http client builds");
         ClusterClient {
-            base: base.trim_end_matches('/').to_string(),
+            base: endpoint.display,
+            url: endpoint.url,
             http,
             timeout,
             replication,
@@ -82,7 +96,7 @@ impl ClusterClient {
             .get_or_try_init(|| async {
                 let resp = self
                     .http
-                    .get(format!("{}/id", self.base))
+                    .get(format!("{}/id", self.url))
                     .timeout(self.timeout)
                     .send()
                     .await
@@ -126,7 +140,7 @@ impl ClusterClient {
         }
         let resp = self
             .http
-            .post(format!("{}/pins/{cid}", self.base))
+            .post(format!("{}/pins/{cid}", self.url))
             .query(&query)
             .timeout(self.timeout)
             .send()
@@ -173,7 +187,7 @@ impl ClusterClient {
         let op = "list pins";
         let resp = self
             .http
-            .get(format!("{}/allocations", self.base))
+            .get(format!("{}/allocations", self.url))
             .query(&[("filter", "pin")])
             .timeout(self.timeout)
             .send()

@@ -107,6 +107,19 @@ impl Resolver {
             .cloned()
     }
 
+    /// Learns one digest → CID hint from an `ipfs://` URL found elsewhere (the root
+    /// descriptor of an `ipfs://<CID>` image); checked like every other hint.
+    pub fn learn_hint(&self, digest: &str, cid: &str, size: u64) {
+        self.from_manifests.write().expect("manifest hints").insert(
+            digest.to_string(),
+            Candidate {
+                cid: cid.to_string(),
+                size,
+                origin: Origin::ManifestUrl,
+            },
+        );
+    }
+
     /// Learns the `ipfs://` URLs of a manifest or index; returns how many were new.
     pub fn learn_from_manifest(&self, json: &[u8]) -> usize {
         let found = ipfs_urls(json);

@@ -3,6 +3,13 @@
 //! the tail of the import instead of a second full pass over the blob. The bytes are read
 //! back from the file (the page cache, in practice), never queued in memory, so a slow Kubo
 //! never slows the writer and memory stays at one chunk per ingest.
+//!
+//! The add pins the blob under the store's name itself (`add --pin=true --pin-name=…`).
+//! Kubo pins only once the body has ended, and the body ends only at a commit whose size
+//! and digest checks passed: a rewind, an abandoned stream or a failed check fails or
+//! keeps open the body, so nothing partial is ever pinned. While the body is open the add
+//! holds Kubo's pin lock, so an `ipfs repo gc` waits for open Write streams to commit or
+//! end (and cannot collect the blocks of an import under way).
 use crate::config::ImportOptions;
 use crate::ipfs::{KuboClient, KuboError};
 use bytes::Bytes;

@@ -8,10 +8,20 @@
 //!   Info/Read, which then answers NOT_FOUND).
 //! - `--verify`: a DAG that cannot be read back, or does not hash to its digest → re-import
 //!   the verified cached copy, else drop the record as above.
+//! - an interrupted commit: a recursive pin named `ipcs:<this store's id>` whose CID no
+//!   record references, but which is exactly the import of a complete ingest (same CID
+//!   from `add --only-hash` of the ingest file, size = the ingest's total, digest = its
+//!   expected one). A commit killed after Kubo's pinned `add` answered and before the index
+//!   write leaves this → finish the commit: record digest → CID, drop the ingest, keep the
+//!   file as the cached copy (a client that retries then gets ALREADY_EXISTS, as after any
+//!   commit whose answer was lost). Only ingests that could be complete are hashed, and only
+//!   when such pins exist.
 //! - an orphan pin: a recursive pin named `ipcs:<this store's id>` whose CID no record
-//!   references → unpin. Only pins carrying this store's own name are ever unpinned; pins
-//!   with any other name, or none, belong to someone else (another store, IPFS Cluster, a
-//!   user) and are not even reported.
+//!   references and no ingest explains → unpin. Left by a peer adoption killed between its
+//!   pin and its record, by a commit that timed out after Kubo had the whole blob and whose
+//!   ingest was then aborted, or by an outside hand. Only pins carrying this store's own
+//!   name are ever unpinned; pins with any other name, or none, belong to someone else
+//!   (another store, IPFS Cluster, a user) and are not even reported.
 //! - an ingest record without its data file → drop the record (it held no bytes).
 //! - an ingest directory without a record, a temp file → delete.
 //! - a cache file without a record, of the wrong size, or (`--verify`) not hashing to its
@@ -45,6 +55,8 @@ pub enum FindingKind {
     /// Record's CID not pinned and its DAG is not in Kubo any more.
     LostDag,
     UnreadableDag,
+    /// Own pin without a record that is the import of a complete ingest.
+    InterruptedCommit,
     OrphanPin,
     IngestWithoutFile,
     IngestDirWithoutRecord,
@@ -59,6 +71,7 @@ impl FindingKind {
             FindingKind::MissingPin => "missing-pin",
             FindingKind::LostDag => "lost-dag",
             FindingKind::UnreadableDag => "unreadable-dag",
+            FindingKind::InterruptedCommit => "interrupted-commit",
             FindingKind::OrphanPin => "orphan-pin",
             FindingKind::IngestWithoutFile => "ingest-without-file",
             FindingKind::IngestDirWithoutRecord => "ingest-dir-without-record",
@@ -72,8 +85,10 @@ impl FindingKind {
     /// crash between two steps that cannot share one transaction (Kubo, redb, files).
     pub fn expected_after_crash(self) -> bool {
         match self {
-            // Commit killed between the named pin and the index write.
-            FindingKind::OrphanPin
+            // Commit killed between Kubo's pinned add and the index write.
+            FindingKind::InterruptedCommit
+            // Peer adoption killed between its named pin and the index write.
+            | FindingKind::OrphanPin
             // Delete killed between the unpin and the index write.
             | FindingKind::MissingPin
             // Write killed between the ingest record and its first file.
@@ -283,13 +298,17 @@ impl Fsck {
             Ok(set)
         })
         .await?;
-        let mut orphans: Vec<&String> = pins
+        let mut orphans: Vec<String> = pins
             .iter()
             .filter(|(cid, name)| **name == ours && !referenced.contains(*cid))
-            .map(|(cid, _)| cid)
+            .map(|(cid, _)| cid.clone())
             .collect();
         orphans.sort();
-        for cid in orphans {
+        if !orphans.is_empty() {
+            let finished = self.interrupted_commits(&orphans).await?;
+            orphans.retain(|c| !finished.contains(c));
+        }
+        for cid in &orphans {
             self.found(
                 FindingKind::OrphanPin,
                 cid.clone(),
@@ -308,6 +327,101 @@ impl Fsck {
         self.check_ingests().await?;
         self.check_cache(by_digest).await?;
         self.check_tmp().await
+    }
+
+    /// Finds the pins among `orphans` that are the import of a complete ingest, reports
+    /// each as an interrupted commit and (with `--repair`) finishes that commit. Returns
+    /// the CIDs so explained.
+    async fn interrupted_commits(
+        &mut self,
+        orphans: &[String],
+    ) -> Result<HashSet<String>, StoreError> {
+        let wanted: HashSet<&String> = orphans.iter().collect();
+        let mut explained = HashSet::new();
+        let index = self.index.clone();
+        let ingests = blocking(move || Ok(index.ingests()?)).await?;
+        for ing in ingests {
+            let path = self.paths.ingest_data(&ing.ingest_ref);
+            let expected: Option<Digest> = ing.expected.as_deref().and_then(|d| d.parse().ok());
+            let alg = expected
+                .as_ref()
+                .map(|d| d.algorithm())
+                .unwrap_or(crate::digest::Algorithm::Sha256);
+            let len = std::fs::metadata(&path).map(|m| m.len()).ok();
+            // A commit needs every byte: with a known total, only a file of that size can
+            // be one (partial ingests are skipped without reading them).
+            match len {
+                Some(n) if ing.total == 0 || n == ing.total => {}
+                _ => continue,
+            }
+            let (p, index) = (path.clone(), self.index.clone());
+            let hashed = blocking(move || {
+                let Some((digest, size)) = hash_file(&p, alg) else {
+                    return Ok(None);
+                };
+                // A digest that has a record already is not this ingest's commit to finish.
+                let recorded = index.blob(&digest.to_string())?.is_some();
+                Ok((!recorded).then_some((digest, size)))
+            })
+            .await?;
+            let Some((digest, size)) = hashed else {
+                continue;
+            };
+            if expected.as_ref().is_some_and(|e| *e != digest) {
+                continue;
+            }
+            let cid = match self.kubo.hash_file(&path, size, &self.config.import).await {
+                Ok(cid) => cid,
+                Err(e) => {
+                    tracing::warn!(ingest = %ing.ingest_ref, error = %e, "could not hash ingest");
+                    continue;
+                }
+            };
+            if !wanted.contains(&cid) || explained.contains(&cid) {
+                continue;
+            }
+            explained.insert(cid.clone());
+            self.found(
+                FindingKind::InterruptedCommit,
+                cid.clone(),
+                format!(
+                    "pinned as {:?}, no record, but it is the import of complete ingest {:?} \
+                     ({digest}, {size} bytes)",
+                    self.report.pin_name, ing.ingest_ref
+                ),
+            );
+            if !self.opts.repair {
+                continue;
+            }
+            let t = crate::index::UnixNanos::now();
+            let record = BlobRecord {
+                digest: digest.to_string(),
+                cid: cid.clone(),
+                size,
+                labels: Default::default(),
+                created_at: t,
+                updated_at: t,
+            };
+            let (index, paths, r) = (self.index.clone(), self.paths.clone(), ing.ingest_ref);
+            // The same transaction a live commit uses: record in, ingest record out.
+            let kept = blocking(move || {
+                index.commit_blob(&record, Some(&r))?;
+                let dest = paths.cached_blob(&digest);
+                let kept = dest
+                    .parent()
+                    .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
+                    && std::fs::rename(paths.ingest_data(&r), &dest).is_ok();
+                remove_path(&paths.ingest_dir(&r)).map_err(StoreError::io("removing ingest"))?;
+                Ok(kept)
+            })
+            .await?;
+            self.settle(repaired(if kept {
+                "commit finished: digest → CID recorded, file kept as the cached copy"
+            } else {
+                "commit finished: digest → CID recorded"
+            }));
+        }
+        Ok(explained)
     }
 
     /// A record whose CID is not pinned: re-pin it from local blocks, else re-import the

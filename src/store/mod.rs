@@ -8,6 +8,7 @@ mod fsck;
 mod identity;
 mod labels;
 mod locks;
+mod open_verified;
 mod paths;
 mod peers;
 mod publish;
@@ -16,6 +17,7 @@ mod writer;
 
 pub use error::StoreError;
 pub use fsck::{fsck, FindingKind, FsckOptions, FsckReport, Outcome};
+pub use open_verified::VerifiedBlob;
 pub use paths::DataPaths;
 pub use reader::BlobStream;
 pub use writer::{WriteAction, WriteRequest, WriteState, Writer};
@@ -296,17 +298,27 @@ impl ContentStore {
     }
 
     /// Unpins the blob's DAG and forgets it. If Kubo cannot unpin, nothing changes and
-    /// the error says why (containerd's GC retries on its next pass).
+    /// the error says why (containerd's GC retries on its next pass). A pin that no
+    /// longer carries this store's name was taken over by someone else (Kubo keeps one
+    /// recursive pin per CID: `nerdctl push ipfs://` re-adds every blob with `pin=true`),
+    /// so, as in fsck, it is left alone and only the record goes.
     pub async fn delete(&self, d: &Digest) -> Result<(), StoreError> {
         let rec = self.inner.record(d).await?;
-        self.inner
-            .kubo
-            .pin_rm(&rec.cid)
+        let kubo = &self.inner.kubo;
+        let ctx = || format!("unpinning {} ({})", rec.digest, rec.cid);
+        let pinned_as = kubo
+            .recursive_pin_name(&rec.cid)
             .await
-            .map_err(StoreError::ipfs(format!(
-                "unpinning {} ({})",
-                rec.digest, rec.cid
-            )))?;
+            .map_err(StoreError::ipfs(ctx()))?;
+        match (kubo.pin_name(), pinned_as.as_deref()) {
+            (Some(ours), Some(name)) if name != ours => {
+                tracing::info!(digest = %rec.digest, cid = %rec.cid, pin = name, "pinned by someone else; left pinned");
+            }
+            _ => kubo
+                .pin_rm(&rec.cid)
+                .await
+                .map_err(StoreError::ipfs(ctx()))?,
+        }
         let inner = self.inner.clone();
         let d = d.clone();
         blocking(move || {

@@ -451,9 +451,13 @@ impl Writer {
         Ok(())
     }
 
-    /// The CID of the whole file: the following import's, or a fresh import of the file
-    /// when none ran or it failed (Kubo restarted meanwhile, say). A stalled Kubo is not
-    /// retried: the deadline has already been spent once.
+    /// The CID of the whole file, imported and pinned under the store's name in one Kubo
+    /// call: the following import's, or a fresh import of the file when none ran or it
+    /// failed (Kubo restarted meanwhile, say). A stalled Kubo is not retried: the deadline
+    /// has already been spent once. Once this returns, the pin exists but the record not
+    /// yet: a kill before the index write leaves the pin and the complete ingest, which
+    /// the ingest's next commit reuses (same bytes, same CID, same name) and `ipcs fsck`
+    /// finishes (an interrupted commit).
     async fn publish(&mut self) -> Result<String, crate::ipfs::KuboError> {
         let kubo = &self.inner.kubo;
         let deadline = kubo.transfer_timeout(self.offset);

@@ -6,7 +6,6 @@ use std::process::Command;
 pub struct KuboNode {
     pub dir: PathBuf,
     pub api: String,
-    port: u16,
     _tmp: tempfile::TempDir,
 }
 
@@ -15,28 +14,21 @@ fn script() -> PathBuf {
 }
 
 impl KuboNode {
-    /// Inits and starts a node on a free loopback port.
+    /// Inits and starts a node with its API on a unix socket in its repo, a path that a
+    /// restart keeps.
     pub fn start() -> KuboNode {
         let tmp = tempfile::Builder::new()
             .prefix("ipcs-kubo-own-")
             .tempdir()
             .unwrap();
         let dir = tmp.path().join("repo");
-        // A fixed port goes into the node's config at init, so a restart keeps the address
-        // ipcs was given (port 0 would pick a new one on each start).
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
         let mut me = KuboNode {
-            dir,
             api: String::new(),
-            port,
+            dir: dir.clone(),
             _tmp: tmp,
         };
         me.run_start();
-        assert_eq!(me.api, format!("http://127.0.0.1:{port}"));
+        assert_eq!(me.api, format!("unix://{}", dir.join("api.sock").display()));
         me
     }
 
@@ -45,9 +37,7 @@ impl KuboNode {
         cmd.arg(script())
             .arg("start")
             .arg(&self.dir)
-            .arg("--offline")
-            .arg("--api")
-            .arg(self.port.to_string());
+            .arg("--offline");
         let out = cmd.output().unwrap();
         assert!(
             out.status.success(),
@@ -75,7 +65,7 @@ impl KuboNode {
         assert!(out.status.success());
     }
 
-    /// Starts the stopped node again on the same API port.
+    /// Starts the stopped node again on the same API socket.
     pub fn restart(&mut self) {
         self.run_start();
     }
@@ -94,7 +84,7 @@ impl KuboNode {
     pub fn ipfs(&self, args: &[&str]) -> Result<String, String> {
         let out = Command::new(super::ipfs_bin())
             .arg("--api")
-            .arg(format!("/ip4/127.0.0.1/tcp/{}", self.port))
+            .arg(super::kubo_multiaddr(&self.api))
             .args(args)
             .env("IPFS_TELEMETRY", "off")
             .output()

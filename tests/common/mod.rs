@@ -27,6 +27,16 @@ pub fn kubo_api() -> String {
     )
 }
 
+/// The `ipfs --api` multiaddr of a Kubo API address (`unix:///p` or `http://h:port`).
+pub fn kubo_multiaddr(api: &str) -> String {
+    if let Some(path) = api.strip_prefix("unix://") {
+        return format!("/unix{path}");
+    }
+    let hostport = api.trim_start_matches("http://");
+    let (host, port) = hostport.rsplit_once(':').unwrap();
+    format!("/ip4/{host}/tcp/{port}")
+}
+
 pub fn ipfs_bin() -> PathBuf {
     match std::env::var_os("IPFS_BIN") {
         Some(p) => PathBuf::from(p),
@@ -36,12 +46,9 @@ pub fn ipfs_bin() -> PathBuf {
 
 /// Runs the real `ipfs` CLI against the test's Kubo node; returns stdout bytes.
 pub fn ipfs(args: &[&str], stdin: Option<&Path>) -> Result<Vec<u8>, String> {
-    let api = kubo_api();
-    let hostport = api.trim_start_matches("http://");
-    let (host, port) = hostport.rsplit_once(':').unwrap();
     let mut cmd = Command::new(ipfs_bin());
     cmd.arg("--api")
-        .arg(format!("/ip4/{host}/tcp/{port}"))
+        .arg(kubo_multiaddr(&kubo_api()))
         .args(args)
         .env("IPFS_TELEMETRY", "off");
     if let Some(p) = stdin {
