@@ -137,8 +137,8 @@ timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" big >"$la
 BIG="$reg/ipcs/big:v1"
 last_log="$logs/setup-kubo.log"
 api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline \
-        --api "$(free_port)" --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
-multiaddr="/ip4/127.0.0.1/tcp/${api##*:}"
+        --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
+multiaddr=$(kubo_maddr "$api")
 last_log="$work/ipcs.log"
 start_unit
 last_log="$logs/setup-containerd.log"
