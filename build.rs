@@ -1,5 +1,5 @@
-//! Generates containerd's content service and ipcs's admin service (client and server)
-//! from proto/.
+//! Generates containerd's content and diff services and ipcs's admin service (client and
+//! server) from proto/.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     tonic_prost_build::configure()
@@ -8,6 +8,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .compile_protos(
             &[
                 "proto/containerd/services/content/v1/content.proto",
+                "proto/containerd/services/diff/v1/diff.proto",
                 "proto/ipcs/admin/v1/admin.proto",
             ],
             &["proto"],

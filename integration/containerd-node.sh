@@ -4,6 +4,7 @@
 #
 #   containerd-node.sh start DIR --version 1.6|2 (--content-socket SOCK | --builtin-content)
 #                      [--snapshotter overlayfs|native] [--log-level LEVEL]
+#                      [--differ walking|ipcs [--differ-socket SOCK]]
 #   containerd-node.sh stop DIR
 #
 # start writes DIR/config.toml (root DIR/root, state DIR/state, gRPC DIR/containerd.sock,
@@ -15,10 +16,19 @@
 #                          dialing SOCK. The proxy connects lazily: containerd starts even when
 #                          nothing listens on SOCK yet (a pull then hangs until something does).
 #   --builtin-content      containerd's own content store, no proxy (baseline for benchmarks).
+#   --ipcs-differ          (2.x, with --content-socket) ipcs applies the layers: proxy plugin
+#                          "ipcs-diff" (type diff) on the same socket, the transfer service's
+#                          unpack_config with differ "ipcs-diff", and the diff service trying
+#                          ipcs-diff first, then walking. Without it: containerd's walking
+#                          differ, reading layers through the content proxy.
 #   --snapshotter NAME     default snapshotter for this node (default overlayfs; native is the
 #                          fallback where overlay mounts do not work). Both stay loaded; the
 #                          name goes into DIR/env as CONTAINERD_SNAPSHOTTER (ctr reads it) and,
 #                          for 2.x, first into the transfer service's unpack_config.
+#   --differ NAME          2.x only. walking (default): containerd's own applier. ipcs: proxy
+#                          plugin "ipcs-diff" (type diff) on the content socket (or on
+#                          --differ-socket SOCK), named as the differ of every unpack_config
+#                          entry, and the diff service's default order ["ipcs-diff", "walking"].
 # start also writes DIR/env (for `source`: CONTAINERD_ADDRESS, CONTAINERD_SNAPSHOTTER, CTR,
 # CONTAINERD_BIN, CONTAINERD_VERSION; no namespace: pass -n) and DIR/ctr, a wrapper running
 # the matching ctr against this node (`DIR/ctr -n test images ls`). Note: 1.6's
@@ -31,7 +41,7 @@
 set -euo pipefail
 
 usage() {
-  sed -n '2,30p' "$0" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,35p' "$0" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 die() { echo "containerd-node: $*" >&2; exit 1; }
@@ -39,7 +49,7 @@ die() { echo "containerd-node: $*" >&2; exit 1; }
 [ $# -ge 2 ] || usage
 cmd=$1 dir=$2
 shift 2
-version="" content_socket="" builtin=0 snapshotter=overlayfs log_level=info
+version="" content_socket="" builtin=0 snapshotter=overlayfs log_level=info differ=walking differ_socket=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --version) version=${2:?}; shift 2 ;;
@@ -47,6 +57,9 @@ while [ $# -gt 0 ]; do
     --builtin-content) builtin=1; shift ;;
     --snapshotter) snapshotter=${2:?}; shift 2 ;;
     --log-level) log_level=${2:?}; shift 2 ;;
+    --differ) differ=${2:?}; shift 2 ;;
+    --differ-socket) differ_socket=${2:?}; shift 2 ;;
+    --ipcs-differ) differ=ipcs; shift ;;   # = --differ ipcs
     -h|--help) usage ;;
     *) die "unknown option $1" ;;
   esac
@@ -105,6 +118,12 @@ esac
 if [ "$builtin" = 1 ] && [ -n "$content_socket" ]; then die "--content-socket and --builtin-content exclude each other"; fi
 [ "$builtin" = 1 ] || [ -n "$content_socket" ] || die "--content-socket SOCK or --builtin-content is required"
 case "$snapshotter" in overlayfs|native) ;; *) die "--snapshotter must be overlayfs or native" ;; esac
+case "$differ" in walking|ipcs) ;; *) die "--differ must be walking or ipcs" ;; esac
+if [ "$differ" = ipcs ]; then
+  case "$version" in 2|2.*) ;; *) die "--differ ipcs needs --version 2 (containerd 1.6 has no diff proxy plugins)" ;; esac
+  differ_socket=${differ_socket:-$content_socket}
+  [ -n "$differ_socket" ] || die "--differ ipcs needs --content-socket or --differ-socket"
+fi
 
 if running; then
   die "a containerd (pid $(cat "$pidfile")) already runs for $dir; stop it first"
@@ -193,6 +212,15 @@ fi
     echo "  type = \"content\""
     echo "  address = $(q "$content_socket")"
   fi
+  if [ "$differ" = ipcs ]; then
+    echo
+    echo "[proxy_plugins.ipcs-diff]"
+    echo "  type = \"diff\""
+    echo "  address = $(q "$differ_socket")"
+    echo
+    echo "[plugins.'io.containerd.service.v1.diff-service']"
+    echo "  default = [\"ipcs-diff\", \"walking\"]"
+  fi
   if [ "$config_version" -ge 3 ]; then
     # 2.x `ctr images pull` goes through the transfer service, which unpacks only for the
     # platform/snapshotter pairs listed here (default: overlayfs only).
@@ -201,7 +229,7 @@ fi
       echo "[[plugins.'io.containerd.transfer.v1.local'.unpack_config]]"
       echo "  platform = \"linux/amd64\""
       echo "  snapshotter = \"$sn\""
-      echo "  differ = \"walking\""
+      echo "  differ = \"$( [ "$differ" = ipcs ] && echo ipcs-diff || echo walking )\""
     done
   fi
 } >"$dir/config.toml"
@@ -223,7 +251,9 @@ chmod +x "$dir/ctr"
 
 rm -f "$addr" "$addr.ttrpc"
 # setsid: the daemon must not die with the caller's terminal or process group.
-setsid "$containerd_bin" --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 </dev/null &
+# The binary's own dir first on PATH: containerd starts containerd-shim-runc-v2 from PATH, and
+# Debian's 1.6 shim in /usr/bin does not speak to a 2.x daemon.
+PATH="$(dirname "$containerd_bin"):$PATH" setsid "$containerd_bin" --config "$dir/config.toml" >"$dir/containerd.log" 2>&1 </dev/null &
 pid=$!
 echo "$pid" >"$pidfile"
 

@@ -2,7 +2,7 @@
 # Installs the Debian packages ipcs builds and tests with. Idempotent: skips what is present.
 set -euo pipefail
 pkgs=(containerd runc golang-go golang-github-containerd-containerd-dev protobuf-compiler
-      docker-registry skopeo umoci busybox-static iproute2 curl jq psmisc openssl
+      docker-registry skopeo umoci busybox-static iproute2 curl jq psmisc openssl zstd pigz
       systemd python3)   # systemd: systemd-socket-activate for integration/restart.sh
 missing=()
 for p in "${pkgs[@]}"; do

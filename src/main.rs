@@ -114,7 +114,8 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
     let listener = server::listener(&config.socket, inherited).map_err(|e| e.to_string())?;
     tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), socket_activation = activated, "serving containerd content API");
     let (begin_drain, drain_begun) = tokio::sync::oneshot::channel::<()>();
-    let grpc = server::serve(store, listener, config.max_message_bytes, async {
+    let differ = ipcs::differ::Differ::new(store.clone(), config.data_dir.join("tmpmounts"));
+    let grpc = server::serve(store, differ, listener, config.max_message_bytes, async {
         let _ = drain_begun.await;
     });
     tokio::pin!(grpc);

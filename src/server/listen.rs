@@ -1,8 +1,11 @@
 //! The unix socket: passed by the service manager (socket activation, see
 //! `activation.rs`), or else created with mode 0660 in a directory that is not
 //! world-writable, replacing a stale socket left by a crash but never any other file.
+use crate::differ::Differ;
 use crate::server::admin::AdminService;
+use crate::server::diff::DiffService;
 use crate::server::proto::admin::admin_server::AdminServer;
+use crate::server::proto::containerd::services::diff::v1::diff_server::DiffServer;
 use crate::server::proto::content_server::ContentServer;
 use crate::server::ContentService;
 use crate::store::ContentStore;
@@ -91,6 +94,7 @@ pub fn listener(
 /// once every connection has finished its streams; callers bound that wait.
 pub async fn serve(
     store: ContentStore,
+    differ: Differ,
     listener: UnixListener,
     max_message_bytes: usize,
     shutdown: impl std::future::Future<Output = ()>,
@@ -98,8 +102,12 @@ pub async fn serve(
     let content = ContentServer::new(ContentService::new(store.clone()))
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
+    let diff = DiffServer::new(DiffService::new(differ))
+        .max_decoding_message_size(max_message_bytes)
+        .max_encoding_message_size(max_message_bytes);
     tonic::transport::Server::builder()
         .add_service(content)
+        .add_service(diff)
         .add_service(AdminServer::new(AdminService::new(store)))
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;

@@ -1,11 +1,14 @@
-//! The gRPC face of ipcs: containerd.services.content.v1.Content (and ipcs's own admin
-//! service) over a unix socket.
+//! The gRPC face of ipcs: containerd.services.content.v1.Content,
+//! containerd.services.diff.v1.Diff (`diff`) and ipcs's own admin service over one unix
+//! socket.
 //! Handlers are thin: convert, call the store, convert back; errors become codes in
 //! `status::to_status` only.
 pub mod activation;
 mod admin;
 pub mod client;
 mod convert;
+mod diff;
+mod diff_convert;
 mod listen;
 pub mod proto;
 pub mod shutdown;

@@ -1,12 +1,14 @@
 //! The one place where store errors become gRPC codes, following containerd's contract.
 //! UNAVAILABLE is reserved for a locked ref: containerd retries it forever, so an IPFS
 //! outage must surface as something else.
+use crate::differ::DiffError;
 use crate::ipfs::KuboError;
 use crate::store::StoreError;
 use tonic::{Code, Status};
 
-pub fn to_status(e: StoreError) -> Status {
-    let code = match &e {
+/// The code containerd expects for a store error.
+fn store_code(e: &StoreError) -> Code {
+    match e {
         StoreError::NotFound(_) => Code::NotFound,
         StoreError::AlreadyExists(_) => Code::AlreadyExists,
         StoreError::InvalidArgument(_) => Code::InvalidArgument,
@@ -27,7 +29,11 @@ pub fn to_status(e: StoreError) -> Status {
         | StoreError::Index(_)
         | StoreError::Io { .. }
         | StoreError::Internal(_) => Code::Internal,
-    };
+    }
+}
+
+pub fn to_status(e: StoreError) -> Status {
+    let code = store_code(&e);
     if matches!(e, StoreError::LimitExceeded(_)) {
         // Expected under load and possibly frequent: not an error of ipcs itself.
         tracing::warn!(error = %e, "request refused");
@@ -36,6 +42,38 @@ pub fn to_status(e: StoreError) -> Status {
         Code::Internal | Code::DeadlineExceeded | Code::DataLoss | Code::ResourceExhausted
     ) {
         tracing::error!(error = %e, "request failed");
+    }
+    Status::new(code, bounded(e.to_string()))
+}
+
+/// The differ's errors. UNIMPLEMENTED makes containerd's diff service try its next
+/// differ; everything else fails the Apply, and containerd then removes the snapshot.
+pub fn diff_status(e: DiffError) -> Status {
+    let code = match &e {
+        DiffError::Unimplemented(_) => Code::Unimplemented,
+        DiffError::InvalidArgument(_) => Code::InvalidArgument,
+        DiffError::Store { source, .. } => {
+            let code = store_code(source);
+            // Not UNAVAILABLE for a layer: containerd would take it for a locked ref.
+            if code == Code::Unavailable {
+                Code::Internal
+            } else {
+                code
+            }
+        }
+        DiffError::Archive(_) => Code::InvalidArgument,
+        DiffError::Io { source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            Code::ResourceExhausted
+        }
+        DiffError::Io { .. } => Code::Unknown,
+        DiffError::DataLoss(_) => Code::DataLoss,
+        DiffError::Cancelled => Code::Cancelled,
+        DiffError::Internal(_) => Code::Internal,
+    };
+    if code == Code::Unimplemented {
+        tracing::info!(error = %e, "apply left to the next differ");
+    } else {
+        tracing::error!(error = %e, "apply failed");
     }
     Status::new(code, bounded(e.to_string()))
 }

@@ -8,6 +8,7 @@ mod fsck;
 mod identity;
 mod labels;
 mod locks;
+mod open_verified;
 mod paths;
 mod peers;
 mod publish;
@@ -16,6 +17,7 @@ mod writer;
 
 pub use error::StoreError;
 pub use fsck::{fsck, FindingKind, FsckOptions, FsckReport, Outcome};
+pub use open_verified::VerifiedBlob;
 pub use paths::DataPaths;
 pub use reader::BlobStream;
 pub use writer::{WriteAction, WriteRequest, WriteState, Writer};
