@@ -71,7 +71,7 @@ node_start() {
   [ "$pigz" = pigz ] || env=(CONTAINERD_DISABLE_PIGZ=1)
   if [ "$variant" = ipcs ]; then
     kubo_dir="$d/kubo"
-    api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --api "$(free_port)" --swarm "$(free_port)" 2>>"$logs/kubo.log" 8>&- 9>&-)
+    api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --swarm "$(free_port)" 2>>"$logs/kubo.log" 8>&- 9>&-)
     mkdir -p "$d/ipcs"
     "$IPCS" serve --socket "$d/ipcs/ipcs.sock" --data-dir "$d/ipcs/data" --kubo-api "$api" \
       </dev/null >/dev/null 2>>"$d/ipcs/ipcs.log" 8>&- 9>&- &

@@ -22,9 +22,8 @@
 #   f. ipcs down: a pull that needs the differ ends with an error within $DOWN_BOUND s (no
 #      hang), naming the unreachable differ/socket
 # Prints TAP-like lines, ends with `differ-e2e (DIFFER): N passed, M failed`.
-# Env: APPLY_LOG_RE ('layer applied'), APPLY_LOG_NTH (4), DIFFER (auto|ipcs|walking; auto:
-#      ipcs when target/release/ipcs serves containerd.services.diff.v1.Diff, else walking,
-#      said loudly), DOWN_BOUND (60), IPCS_IMAGES, IPCS_TOOLS, KEEP_WORK=1.
+# Env: APPLY_LOG_RE ('layer applied'), APPLY_LOG_NTH (4), DIFFER (ipcs, the default, or walking:
+#      the harness on containerd's own differ, by hand only), DOWN_BOUND (60), IPCS_IMAGES, IPCS_TOOLS, KEEP_WORK=1.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -33,16 +32,9 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
 NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
-DIFFER="${DIFFER:-auto}"
-if [ "$DIFFER" = auto ]; then
-  # ipcs when this build serves containerd's diff service (as integration/differ-diff.sh)
-  if grep -aq 'containerd.services.diff.v1.Diff' "${IPCS_BIN:-$root/target/release/ipcs}" 2>/dev/null; then
-    DIFFER=ipcs
-  else
-    DIFFER=walking
-  fi
-fi
-case "$DIFFER" in ipcs|walking) ;; *) echo "DIFFER must be auto, ipcs or walking" >&2; exit 2;; esac
+# ipcs's differ; DIFFER=walking runs the same checks on containerd's own (never in `make test`).
+DIFFER="${DIFFER:-ipcs}"
+case "$DIFFER" in ipcs|walking) ;; *) echo "DIFFER must be ipcs or walking" >&2; exit 2;; esac
 APPLY_LOG_RE="${APPLY_LOG_RE:-layer applied}"
 APPLY_LOG_NTH="${APPLY_LOG_NTH:-4}"
 DOWN_BOUND="${DOWN_BOUND:-60}"
@@ -121,7 +113,7 @@ reg=$("$root/integration/images/registry.sh" hostport "$reg_dir")
 timeout 1800 "$root/integration/images/build-images.sh" --only small,big,multi "$IMAGES" >"$last_log" 2>&1
 timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" small big multi >"$last_log" 2>&1
 SMALL="$reg/ipcs/small:v1" BIG="$reg/ipcs/big:v1" MULTI="$reg/ipcs/multi:v1"
-api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --api "$(free_port)" --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
+api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
 start_ipcs 2>"$last_log"
 opts=(); [ "$DIFFER" = ipcs ] && opts=(--differ ipcs)
 timeout 120 "$root/integration/containerd-node.sh" start "$cd_dir" --version 2 --content-socket "$sock" \

@@ -38,8 +38,9 @@ enum Command {
 struct FsckArgs {
     #[command(flatten)]
     config: Overrides,
-    /// Repair what is found (re-pin, re-import from cache, unpin this store's orphan
-    /// pins, drop unrecoverable records and debris).
+    /// Repair what is found (re-pin, re-import from cache, finish commits a crash cut
+    /// after Kubo's pinned add, unpin this store's orphan pins, drop unrecoverable records
+    /// and debris).
     #[arg(long)]
     repair: bool,
     /// Also read every DAG back from Kubo and hash every cache file.

@@ -345,8 +345,8 @@ impl KuboClient {
     /// One `ipfs add` of one file. Every option that shapes the DAG is sent, so neither
     /// Kubo's defaults nor its `Import.*` config can change a CID; nothing is announced
     /// (`fast-provide-*` off). A blob is pinned under the store's name by the add itself:
-    /// Kubo pins after the last block is stored and before it answers, so there is no
-    /// moment where the blob is stored but its pin unnamed or missing.
+    /// Kubo pins after the last block is stored and before its answer ends, so there is
+    /// no moment where the blob is stored but its pin unnamed or missing.
     async fn add_part(
         &self,
         part: reqwest::multipart::Part,
