@@ -121,9 +121,9 @@ say "registry $reg with $BASE"
 
 last_log="$logs/setup-kubo.log"
 api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline \
-        --api "$(free_port)" --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
-[[ "$api" =~ ^http://127\.0\.0\.1:([0-9]+)$ ]] || { echo "unexpected Kubo API URL '$api'" >&2; exit 1; }
-multiaddr="/ip4/127.0.0.1/tcp/${BASH_REMATCH[1]}"
+        --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
+[[ "$api" =~ ^unix:///.+$ ]] || { echo "unexpected Kubo API address '$api'" >&2; exit 1; }
+multiaddr=$(kubo_maddr "$api")
 
 last_log="$ipcs_log"
 "$IPCS" serve --socket "$sock" --data-dir "$work/ipcs/data" --kubo-api "$api" \

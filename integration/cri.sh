@@ -53,6 +53,8 @@ passed=0 failed=0 setup_done=0 all_run=0 last_log=""
 . "$root/integration/p2p-nodes.sh"
 P2P_DIR="$work" P2P_LOG="$logs/setup.log" P2P_NS="$NS" P2P_IPCS="$IPCS" P2P_IPFS="$IPFS"
 P2P_CLUSTER_CTL="$CLUSTER_CTL" P2P_REFRESH=2
+# CRDT heads rebroadcast every 2 s: B must see A's pins within the wait even on a busy machine.
+P2P_REBROADCAST=2s
 p2p_network_init
 
 crictl() {  # crictl NODE TIMEOUT ARGS...
@@ -87,7 +89,10 @@ server = "http://$reg"
 
 [host."http://127.0.0.1:${P2P_MIRROR[$n]}"]
   capabilities = ["pull", "resolve"]
+  [host."http://127.0.0.1:${P2P_MIRROR[$n]}".header]
+    x-ipcs-mirror-secret = "$(cat "$d/data/mirror-secret")"
 EOF
+  chmod 600 "$d/hosts/$reg/hosts.toml"   # it holds the mirror's secret
   # plugin-config/containerd-cri.toml with this node's paths: the documented config is the
   # one tested.
   sed -e "s|\"/var/lib/containerd\"|\"$d/containerd/root\"|" \
@@ -136,7 +141,7 @@ cleanup() {
   exec >&8 2>&9
   trap - EXIT INT TERM
   local n
-  for n in a b; do cri_containerd_stop "$n"; p2p_node_stop "$n"; done
+  for n in a b; do cri_containerd_stop "$n"; kubo_tcp_bridge_stop "$work/$n/bridge"; p2p_node_stop "$n"; done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
   if [ "$setup_done" != 1 ]; then
     echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
@@ -252,9 +257,10 @@ check_rmi_unpins() {
 }
 
 check_nerdctl_push_a() {
-  logged push-ipfs-a env IPFS_PATH="$work/a/kubo" NERDCTL_TOML="$work/a/nerdctl.toml" timeout -k 10 300 \
+  local port; port=$(kubo_tcp_bridge "${P2P_API[a]}" "$work/a/bridge") || return 1
+  logged push-ipfs-a env NERDCTL_TOML="$work/a/nerdctl.toml" timeout -k 10 300 \
     "$NERDCTL" --address "$work/a/containerd/containerd.sock" --namespace "$NS" \
-    --data-root "$work/a/nerdctl" push "ipfs://$SMALL" || return 1
+    --data-root "$work/a/nerdctl" push --ipfs-address "/ip4/127.0.0.1/tcp/$port" "ipfs://$SMALL" || return 1
   IPFS_ROOT=$(grep -E '^(baf[a-z2-7]+|Qm[1-9A-HJ-NP-Za-km-z]+)$' "$last_log" | tail -n 1)
   [ -n "$IPFS_ROOT" ] || { say "no CID printed"; return 1; }
   say "nerdctl push ipfs:// on A printed $IPFS_ROOT"
@@ -267,7 +273,10 @@ check_crictl_by_cid() {
   lease=$(ctr b 60 leases create) && logged gc-b ctr b 300 leases rm --sync "$lease" || return 1
   [ -z "$(p2p_blobs b)" ] || { say "B's ipcs not empty after rmi + GC"; return 1; }
   mkdir -p "$work/b/hosts/127.0.0.1:${P2P_MIRROR[b]}"
-  printf 'server = "http://127.0.0.1:%s"\n' "${P2P_MIRROR[b]}" >"$work/b/hosts/127.0.0.1:${P2P_MIRROR[b]}/hosts.toml"
+  # The mirror is the registry here; it still wants its secret header.
+  printf 'server = "http://127.0.0.1:%s"\n[header]\n  x-ipcs-mirror-secret = "%s"\n' "${P2P_MIRROR[b]}" \
+    "$(cat "$work/b/data/mirror-secret")" >"$work/b/hosts/127.0.0.1:${P2P_MIRROR[b]}/hosts.toml"
+  chmod 600 "$work/b/hosts/127.0.0.1:${P2P_MIRROR[b]}/hosts.toml"
   off=$(stat -c %s "$work/b/ipcs.log")
   logged pull-b-cid crictl b "$PULL_TIMEOUT" pull "$ref" || return 1
   # Adopted and verified, by the CID from the cluster pinset or from the image's URLs

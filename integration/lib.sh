@@ -42,3 +42,18 @@ kubo_rpc()   {
   local cmd="$2"; shift 2
   curl -fsS -m 60 --unix-socket "$sock" -X POST "http://localhost/api/v0/$cmd" "$@"
 }
+
+# nerdctl's IPFS client (stargz-snapshotter's) dials only host:port, never a unix socket.
+#   kubo_tcp_bridge API DIR   forwards a free 127.0.0.1 port to Kubo's socket for the
+#                             duration of a test (pid in DIR/pid); prints the port
+#   kubo_tcp_bridge_stop DIR
+kubo_tcp_bridge() {
+  local sock port _; sock=$(kubo_sock "$1") || return 2
+  mkdir -p "$2"
+  python3 "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/tcp-unix-bridge.py" "$sock" "$2/port" \
+    </dev/null >>"$2/bridge.log" 2>&1 8>&- 9>&- &
+  echo $! >"$2/pid"
+  for _ in $(seq 1 50); do port=$(cat "$2/port" 2>/dev/null) && [ -n "$port" ] && { echo "$port"; return 0; }; sleep 0.1; done
+  return 1
+}
+kubo_tcp_bridge_stop() { [ -f "$1/pid" ] && kill "$(cat "$1/pid")" 2>/dev/null; rm -f "$1/pid"; return 0; }

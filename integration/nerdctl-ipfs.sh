@@ -47,17 +47,21 @@ passed=0 failed=0 setup_done=0 all_run=0 last_log=""
 . "$root/integration/p2p-nodes.sh"
 P2P_DIR="$work" P2P_LOG="$logs/setup.log" P2P_NS="$NS" P2P_IPCS="$IPCS" P2P_IPFS="$IPFS"
 p2p_network_init
-declare -A IPCS_PID=() MIRROR=()
+declare -A IPCS_PID=() MIRROR=() KUBO_TCP=()
 
 ctr()     { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$work/$n/containerd/ctr" -n "$NS" "$@"; }
 ipfs()    { p2p_ipfs "$@"; }
 blobs()   { timeout -k 5 60 "$IPCS" blobs --socket "$work/$1/ipcs.sock"; }
-# nerdctl finds Kubo through IPFS_PATH (its `api` file), as users run it.
+# nerdctl's IPFS client dials only host:port and Kubo's API is a unix socket here, so it
+# gets a loopback bridge to the socket (--ipfs-address, KUBO_TCP[N]); its registry hosts
+# (the mirror's secret header) come from $work/N/hosts.
 nerdctl() {
   local n=$1 t=$2; shift 2
-  IPFS_PATH="$work/$n/kubo" NERDCTL_TOML="$work/$n/nerdctl.toml" timeout -k 10 "$t" "$NERDCTL" \
-    --address "$work/$n/containerd/containerd.sock" --namespace "$NS" --data-root "$work/$n/nerdctl" "$@"
+  NERDCTL_TOML="$work/$n/nerdctl.toml" timeout -k 10 "$t" "$NERDCTL" \
+    --address "$work/$n/containerd/containerd.sock" --namespace "$NS" --data-root "$work/$n/nerdctl" \
+    --hosts-dir "$work/$n/hosts" "$@"
 }
+ipfs_addr() { echo "/ip4/127.0.0.1/tcp/${KUBO_TCP[$1]}"; }
 
 diagnostics() {
   if [ -n "$last_log" ] && [ -s "$last_log" ]; then
@@ -95,6 +99,7 @@ cleanup() {
       for _ in $(seq 1 100); do kill -0 "${IPCS_PID[$n]}" 2>/dev/null || break; sleep 0.1; done
       kill -9 "${IPCS_PID[$n]}" 2>/dev/null
     fi
+    kubo_tcp_bridge_stop "$work/$n/bridge"
     timeout 60 "$root/scripts/kubo-node.sh" stop "$work/$n/kubo" >/dev/null 2>&1
   done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
@@ -127,8 +132,16 @@ p2p_kubo_start a
 p2p_kubo_start b
 p2p_kubo_peer a b
 p2p_kubo_peer b a
+for n in a b; do KUBO_TCP[$n]=$(kubo_tcp_bridge "${P2P_API[$n]}" "$work/$n/bridge"); done
 ipcs_start a
 ipcs_start b --mirror
+# B's hosts for its mirror, which is the registry of ipfs/<CID> images: plain HTTP, and the
+# secret header the mirror requires (so the file is 0600).
+SECRET=$(cat "$work/b/data/mirror-secret")
+mkdir -p "$work/b/hosts/127.0.0.1:${MIRROR[b]}"
+printf 'server = "http://127.0.0.1:%s"\n[header]\n  x-ipcs-mirror-secret = "%s"\n' "${MIRROR[b]}" "$SECRET" \
+  >"$work/b/hosts/127.0.0.1:${MIRROR[b]}/hosts.toml"
+chmod 600 "$work/b/hosts/127.0.0.1:${MIRROR[b]}/hosts.toml"
 for n in a b; do
   timeout 120 "$root/integration/containerd-node.sh" start "$work/$n/containerd" --version 2 \
     --content-socket "$work/$n/ipcs.sock" >/dev/null 2>>"$last_log" 8>&- 9>&-
@@ -167,7 +180,7 @@ snapshot() {  # snapshot N: its ipcs blobs and Kubo recursive pins into $logs
 }
 
 check_push() {
-  logged push-a nerdctl a "$PULL_TIMEOUT" push "ipfs://$SMALL" || return 1
+  logged push-a nerdctl a "$PULL_TIMEOUT" push --ipfs-address "$(ipfs_addr a)" "ipfs://$SMALL" || return 1
   ROOT=$(grep -E '^(baf[a-z2-7]+|Qm[1-9A-HJ-NP-Za-km-z]+)$' "$last_log" | tail -n 1)
   [ -n "$ROOT" ] || { say "no CID printed"; return 1; }
   ipfs a 60 cat "$ROOT" >"$logs/root.json" || return 1
@@ -216,7 +229,7 @@ b_has_image() {
 }
 
 check_nerdctl_pull() {
-  logged pull-b nerdctl b "$PULL_TIMEOUT" pull "ipfs://$ROOT" || return 1
+  logged pull-b nerdctl b "$PULL_TIMEOUT" pull --ipfs-address "$(ipfs_addr b)" "ipfs://$ROOT" || return 1
   b_has_image || return 1
   file_check b "$ROOT" || file_check b "ipfs://$ROOT" || return 1
   say "B: $(wc -l <"$logs/urls.txt") blobs with A's CIDs, pinned; /etc/ipcs-test.txt intact"
@@ -238,7 +251,7 @@ check_rmi_b() {
 check_mirror_ctr() {
   local off n want ref="127.0.0.1:${MIRROR[b]}/ipfs/$ROOT:latest"
   off=$(stat -c %s "$work/b/ipcs.log")
-  logged mirror-ctr ctr b "$PULL_TIMEOUT" images pull --plain-http --platform linux/amd64 "$ref" || return 1
+  logged mirror-ctr ctr b "$PULL_TIMEOUT" images pull --hosts-dir "$work/b/hosts" --platform linux/amd64 "$ref" || return 1
   b_has_image || return 1
   file_check b "$ref" || return 1
   # Each blob adopted during this pull, by the CID its ipfs:// URL (or the root) names.
@@ -251,7 +264,7 @@ check_mirror_ctr() {
 check_mirror_nerdctl() {
   remove_all_b || return 1
   local ref="127.0.0.1:${MIRROR[b]}/ipfs/$ROOT:latest"
-  logged mirror-nerdctl nerdctl b "$PULL_TIMEOUT" --insecure-registry pull "$ref" || return 1
+  logged mirror-nerdctl nerdctl b "$PULL_TIMEOUT" pull "$ref" || return 1
   b_has_image || return 1
   file_check b "$ref"
 }
@@ -259,9 +272,9 @@ check_mirror_nerdctl() {
 check_hostile_roots() {
   local ok=0 url="http://127.0.0.1:${MIRROR[b]}/v2/ipfs" code junk fake_cid fake_root mdigest msize
   junk=$(printf 'not a descriptor' | ipfs b 30 add -Q --cid-version 1) || return 1
-  code=$(curl -s -o /dev/null -w '%{http_code}' -m 60 "$url/$junk/manifests/latest")
+  code=$(curl -s -o /dev/null -w '%{http_code}' -m 60 -H "x-ipcs-mirror-secret: $SECRET" "$url/$junk/manifests/latest")
   say "a CID of plain text: $code"; [ "$code" = 404 ] || ok=1
-  code=$(curl -s -o /dev/null -w '%{http_code}' -m 60 \
+  code=$(curl -s -o /dev/null -w '%{http_code}' -m 60 -H "x-ipcs-mirror-secret: $SECRET" \
     "$url/$ROOT/blobs/sha256:0000000000000000000000000000000000000000000000000000000000000000")
   say "a digest the image does not name: $code"; [ "$code" = 404 ] || ok=1
   remove_all_b || return 1
@@ -269,7 +282,7 @@ check_hostile_roots() {
   mdigest=$(jq -r .digest "$logs/root.json"); msize=$(jq -r .size "$logs/root.json")
   fake_cid=$(head -c "$msize" /dev/urandom | ipfs b 30 add -Q --cid-version 1 --raw-leaves) || return 1
   fake_root=$(jq -c --arg u "ipfs://$fake_cid" '.urls = [$u]' "$logs/root.json" | ipfs b 30 add -Q --cid-version 1) || return 1
-  code=$(curl -s -o "$work/fake.out" -w '%{http_code}' -m 120 "$url/$fake_root/manifests/latest")
+  code=$(curl -s -o "$work/fake.out" -w '%{http_code}' -m 120 -H "x-ipcs-mirror-secret: $SECRET" "$url/$fake_root/manifests/latest")
   say "a root whose URL holds other bytes: $code"; [ "$code" = 404 ] || ok=1
   grep 'does not match its digest' "$work/b/ipcs.log" | grep -qF "$fake_cid" \
     || { say "no digest mismatch logged for $fake_cid"; ok=1; }
