@@ -136,6 +136,31 @@ impl Differ {
     }
 }
 
+/// Applies a blob file into a directory as for a bind mount (benchmarks and tools):
+/// decode by `media_type`, extract into `root`, return the diffID.
+pub fn apply_file_to_dir(
+    blob: VerifiedBlob,
+    digest: &Digest,
+    media_type: &str,
+    root: &std::path::Path,
+) -> Result<(Applied, Stats), DiffError> {
+    let decoding = media::decoding(media_type)?;
+    let plan = mounts::Plan::Directory {
+        root: root.to_string_lossy().into_owned(),
+    };
+    let tmp = std::env::temp_dir();
+    let (applied, stats, _, _) = run(
+        blob,
+        digest,
+        decoding,
+        plan,
+        false,
+        &tmp,
+        &AtomicBool::new(false),
+    )?;
+    Ok((applied, stats))
+}
+
 /// The blocking part of an Apply: stream, extract, finish the hashes.
 fn run(
     blob: VerifiedBlob,
