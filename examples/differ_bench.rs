@@ -2,8 +2,11 @@
 //!
 //!   differ_bench decode LAYER [REPS]     gzip decode (flate2 on zlib-rs, as the differ
 //!                                        decodes), best of REPS: MB/s of output, wall and CPU
-//!   differ_bench apply LAYER MEDIA DIR   applies LAYER (media type MEDIA) into DIR (must be
-//!                                        empty) as for a bind mount: time, entries, diffID
+//!   differ_bench apply LAYER MEDIA DIR   applies LAYER (media type MEDIA) into DIR as for a
+//!                                        bind mount: time, entries, diffID
+//!   differ_bench apply-overlay LAYER MEDIA UPPER [LOWER...]
+//!                                        as into an overlay upperdir (whiteouts converted,
+//!                                        new parents from the lowerdirs)
 //!
 //! `make bench` and docs/differ.md use it; LAYER is a blob file, e.g. from
 //! ~/.cache/ipcs-images/big/blobs/sha256/.
@@ -26,7 +29,8 @@ fn main() {
             &args[2],
             args.get(3).map(|s| s.parse().unwrap()).unwrap_or(5),
         ),
-        Some("apply") => apply(&args[2], &args[3], &args[4]),
+        Some("apply") => apply(&args[2], &args[3], &args[4], false, &[]),
+        Some("apply-overlay") => apply(&args[2], &args[3], &args[4], true, &args[5..]),
         _ => {
             eprintln!("usage: differ_bench decode LAYER [REPS] | apply LAYER MEDIA DIR");
             std::process::exit(2);
@@ -65,7 +69,7 @@ fn decode(path: &str, reps: usize) {
     );
 }
 
-fn apply(path: &str, media: &str, dir: &str) {
+fn apply(path: &str, media: &str, dir: &str, overlay: bool, lowers: &[String]) {
     let file = std::fs::File::open(path).expect("opening layer");
     let size = file.metadata().expect("stat").len();
     let mut h = Digester::new(Algorithm::Sha256);
@@ -74,9 +78,23 @@ fn apply(path: &str, media: &str, dir: &str) {
     let digest = h.digest();
     let blob = ipcs::store::VerifiedBlob { file, size };
     let (t, c) = (Instant::now(), cpu_secs());
-    let (applied, stats) =
-        ipcs::differ::apply_file_to_dir(blob, &digest, media, std::path::Path::new(dir))
-            .expect("apply");
+    let target = ipcs::differ::Target {
+        root: dir.as_bytes().to_vec(),
+        parents: lowers.iter().map(|l| l.as_bytes().to_vec()).collect(),
+        whiteouts: if overlay {
+            ipcs::differ::WhiteoutMode::Overlay
+        } else {
+            ipcs::differ::WhiteoutMode::Apply
+        },
+        skip_devices: false,
+    };
+    let (applied, stats) = match ipcs::differ::apply_file(blob, &digest, media, &target) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
     println!(
         "applied {} entries, {} bytes in {:.3} s wall, {:.3} s cpu; diffID {}",
         stats.entries,

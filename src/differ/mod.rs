@@ -136,29 +136,27 @@ impl Differ {
     }
 }
 
-/// Applies a blob file into a directory as for a bind mount (benchmarks and tools):
-/// decode by `media_type`, extract into `root`, return the diffID.
-pub fn apply_file_to_dir(
+/// Applies a blob file into `target` directly (benchmarks, tools, differential tests):
+/// decoded by `media_type`, extracted with `target`'s whiteout mode and parents, the
+/// diffID returned. No mounts, no store.
+pub fn apply_file(
     blob: VerifiedBlob,
     digest: &Digest,
     media_type: &str,
-    root: &std::path::Path,
+    target: &Target,
 ) -> Result<(Applied, Stats), DiffError> {
     let decoding = media::decoding(media_type)?;
-    let plan = mounts::Plan::Directory {
-        root: root.to_string_lossy().into_owned(),
-    };
-    let tmp = std::env::temp_dir();
-    let (applied, stats, _, _) = run(
-        blob,
-        digest,
-        decoding,
-        plan,
-        false,
-        &tmp,
-        &AtomicBool::new(false),
-    )?;
-    Ok((applied, stats))
+    let (stream, input) = source::open(blob, digest, decoding)?;
+    let mut tr = tar::Reader::new(input);
+    let stats = apply::apply(target, &mut tr, &AtomicBool::new(false))?;
+    let finished = stream.finish(tr.into_inner())?;
+    Ok((
+        Applied {
+            diff_id: finished.diff_id,
+            size: finished.uncompressed_size,
+        },
+        stats,
+    ))
 }
 
 /// The blocking part of an Apply: stream, extract, finish the hashes.
