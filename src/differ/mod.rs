@@ -136,6 +136,29 @@ impl Differ {
     }
 }
 
+/// Applies a blob file into `target` directly (benchmarks, tools, differential tests):
+/// decoded by `media_type`, extracted with `target`'s whiteout mode and parents, the
+/// diffID returned. No mounts, no store.
+pub fn apply_file(
+    blob: VerifiedBlob,
+    digest: &Digest,
+    media_type: &str,
+    target: &Target,
+) -> Result<(Applied, Stats), DiffError> {
+    let decoding = media::decoding(media_type)?;
+    let (stream, input) = source::open(blob, digest, decoding)?;
+    let mut tr = tar::Reader::new(input);
+    let stats = apply::apply(target, &mut tr, &AtomicBool::new(false))?;
+    let finished = stream.finish(tr.into_inner())?;
+    Ok((
+        Applied {
+            diff_id: finished.diff_id,
+            size: finished.uncompressed_size,
+        },
+        stats,
+    ))
+}
+
 /// The blocking part of an Apply: stream, extract, finish the hashes.
 fn run(
     blob: VerifiedBlob,

@@ -834,3 +834,46 @@ fn cancellation_stops_between_entries() {
     assert!(matches!(r, Err(DiffError::Cancelled)));
     assert!(!dir.path().join("a").exists());
 }
+
+#[test]
+fn temporary_mounts_are_always_unmounted_and_removed() {
+    let src = tempfile::tempdir().unwrap();
+    let base = tempfile::tempdir().unwrap();
+    let m = Mount {
+        kind: "bind".into(),
+        source: src.path().display().to_string(),
+        target: String::new(),
+        options: vec!["rbind".into(), "rw".into(), "nosuid".into()],
+    };
+    let layer = Tar::new().file("through/the/mount", 0o644, b"m").finish();
+    mounts::with_temp_mount(std::slice::from_ref(&m), base.path(), |dir| {
+        apply_plain(&layer, dir).map(|_| ())
+    })
+    .unwrap();
+    assert_eq!(
+        std::fs::read(src.path().join("through/the/mount")).unwrap(),
+        b"m"
+    );
+    // A failing apply unmounts too.
+    let r = mounts::with_temp_mount(std::slice::from_ref(&m), base.path(), |dir| {
+        apply_plain(&[0x55; 1024], dir).map(|_| ())
+    });
+    assert!(r.is_err());
+    assert!(std::fs::read_dir(base.path()).unwrap().next().is_none());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(base.path().to_str().unwrap()));
+    // A read-only bind mount: the apply fails (EROFS), as through containerd's mount.
+    let ro = Mount {
+        options: vec!["rbind".into(), "ro".into()],
+        ..m
+    };
+    assert!(matches!(
+        mounts::plan(std::slice::from_ref(&ro), false),
+        Ok(mounts::Plan::TempMount(_))
+    ));
+    let r = mounts::with_temp_mount(std::slice::from_ref(&ro), base.path(), |dir| {
+        apply_plain(&layer, dir).map(|_| ())
+    });
+    assert!(r.is_err());
+    assert!(std::fs::read_dir(base.path()).unwrap().next().is_none());
+}
