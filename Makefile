@@ -11,7 +11,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
         test-chaos test-local-users test-restart-short test-restart \
         setup-buildkit test-buildkit setup-cri test-cri test-nerdctl-ipfs \
-        test-differ bench-differ
+        test-differ test-differ-quick bench-differ
 
 setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit setup-cri build
 
@@ -105,6 +105,10 @@ test-nerdctl-ipfs: setup-kubo setup-containerd build
 test-differ: setup build
 	bash integration/differ-diff.sh
 	bash integration/differ-e2e.sh
+
+# The applier against containerd's own archive.Apply, without containerd (seconds; dev aid).
+test-differ-quick: setup-containerd
+	bash integration/differ-quickdiff.sh
 
 # Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
 test-p2p: setup build
