@@ -84,7 +84,7 @@ cleanup() {
   exec >&8 2>&9
   trap - EXIT INT TERM
   [ -z "$bg_pid" ] || { kill "$bg_pid" 2>/dev/null; wait "$bg_pid" 2>/dev/null; }
-  mountpoint -q "$mnt" 2>/dev/null && { umount "$mnt" || umount -l "$mnt"; }
+  for m in "$mnt"/*; do mountpoint -q "$m" 2>/dev/null && { umount "$m" || umount -l "$m"; }; done
   "$root/integration/containerd-node.sh" stop "$cd_dir" >/dev/null 2>&1
   if [ -n "$ipcs_pid" ]; then kill "$ipcs_pid" 2>/dev/null; fi
   "$root/scripts/kubo-node.sh" stop "$kubo_dir" >/dev/null 2>&1
@@ -125,20 +125,24 @@ say "setup done in $(secs $(( ($(date +%s%N) - started_ns) / 1000000 ))) s; regi
 # rootfs_check IMAGE_REF NAME [SNAPSHOTTER]: mounts the image and byte-checks its known files
 rootfs_check() {
   local ref="$1" name="$2" sn="${3:-overlayfs}" ok=0
+  # A target of its own per image: containerd 2.4's mount manager names an activation after
+  # its target, and a name used by an earlier check can still be taken ("already exists").
+  local target="$mnt/$name"
+  mkdir -p "$target"
   logged "mount-$name" env CONTAINERD_SNAPSHOTTER="$sn" timeout 120 "$cd_dir/ctr" -n "$NS" images mount \
-    --platform linux/amd64 "$ref" "$mnt" || return 1
-  if ! printf 'ipcs test image: %s v1\n' "$name" | cmp -s - "$mnt/etc/ipcs-test.txt"; then
+    --platform linux/amd64 "$ref" "$target" || return 1
+  if ! printf 'ipcs test image: %s v1\n' "$name" | cmp -s - "$target/etc/ipcs-test.txt"; then
     say "/etc/ipcs-test.txt differs"; ok=1
   fi
-  if [ -f "$mnt/opt/ipcs/SHA256SUMS" ]; then
-    [ "$(sha256sum "$mnt/opt/ipcs/known-1m.bin" | cut -d' ' -f1)" = "$KNOWN_1M" ] || { say "known-1m.bin differs"; ok=1; }
-    (cd "$mnt" && sha256sum --quiet -c opt/ipcs/SHA256SUMS) >"$logs/sums-$name.log" 2>&1 \
+  if [ -f "$target/opt/ipcs/SHA256SUMS" ]; then
+    [ "$(sha256sum "$target/opt/ipcs/known-1m.bin" | cut -d' ' -f1)" = "$KNOWN_1M" ] || { say "known-1m.bin differs"; ok=1; }
+    (cd "$target" && sha256sum --quiet -c opt/ipcs/SHA256SUMS) >"$logs/sums-$name.log" 2>&1 \
       || { say "SHA256SUMS:"; head -5 "$logs/sums-$name.log" | indent; ok=1; }
-    say "$(wc -l <"$mnt/opt/ipcs/SHA256SUMS") files of $name byte-checked"
+    say "$(wc -l <"$target/opt/ipcs/SHA256SUMS") files of $name byte-checked"
   fi
-  [ ! -f "$mnt/etc/ipcs-arch.txt" ] || [ "$(cat "$mnt/etc/ipcs-arch.txt")" = amd64 ] || { say "ipcs-arch.txt differs"; ok=1; }
-  env CONTAINERD_SNAPSHOTTER="$sn" timeout 120 "$cd_dir/ctr" -n "$NS" images unmount --rm "$mnt" >/dev/null 2>&1 \
-    || { umount "$mnt" 2>/dev/null; say "unmount failed"; ok=1; }
+  [ ! -f "$target/etc/ipcs-arch.txt" ] || [ "$(cat "$target/etc/ipcs-arch.txt")" = amd64 ] || { say "ipcs-arch.txt differs"; ok=1; }
+  env CONTAINERD_SNAPSHOTTER="$sn" timeout 120 "$cd_dir/ctr" -n "$NS" images unmount --rm "$target" >/dev/null 2>&1 \
+    || { umount "$target" 2>/dev/null; say "unmount failed"; ok=1; }
   return $ok
 }
 
