@@ -88,16 +88,7 @@ cleanup() {
   stop_pid "$ipcs_pid"
   "$root/scripts/kubo-node.sh" stop "$kubo_dir" >/dev/null 2>&1
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  if [ "$setup_done" != 1 ]; then
-    echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
-  elif [ "$all_run" != 1 ]; then
-    echo "not ok - run aborted before every check ran (exit status $rc)"; failed=$((failed + 1))
-  fi
-  say "total run time $(secs $(( $(now_ms) - started_at / 1000000 ))) s"
-  if [ "$failed" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$work"; else say "work dir kept: $work"; fi
-  echo "buildkit: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && exit 0
-  exit 1
+  finish_run "buildkit" "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

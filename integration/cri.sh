@@ -143,16 +143,7 @@ cleanup() {
   local n
   for n in a b; do cri_containerd_stop "$n"; kubo_tcp_bridge_stop "$work/$n/bridge"; p2p_node_stop "$n"; done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  if [ "$setup_done" != 1 ]; then
-    echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
-  elif [ "$all_run" != 1 ]; then
-    echo "not ok - run aborted before every check ran (exit status $rc)"; failed=$((failed + 1))
-  fi
-  say "total run time $(secs $(( $(now_ms) - started_at / 1000000 ))) s"
-  if [ "$failed" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$work"; else say "work dir kept: $work"; fi
-  echo "cri $MODE: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && [ "$setup_done" = 1 ] || exit 1
-  exit 0
+  finish_run "cri $MODE" "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -12,6 +12,24 @@ now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
 secs()   { awk -v ms="$1" 'BEGIN { printf "%.1f", ms / 1000 }'; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# finish_run LABEL RC: the end of a check script's EXIT trap, after its daemons are stopped.
+# Counts a setup that never finished or a run cut short as failures (reads setup_done,
+# all_run, started_at in ns, passed, failed; calls the script's `diagnostics`), keeps the
+# work dir unless all passed, prints "LABEL: N passed, M failed" and exits 0 only if none failed.
+finish_run() {
+  local label="$1" rc="$2"
+  if [ "$setup_done" != 1 ]; then
+    echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
+  elif [ "$all_run" != 1 ]; then
+    echo "not ok - run aborted before every check ran (exit status $rc)"; failed=$((failed + 1))
+  fi
+  say "total run time $(secs $(( $(now_ms) - started_at / 1000000 ))) s"
+  if [ "$failed" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$work"; else say "work dir kept: $work"; fi
+  echo "$label: $passed passed, $failed failed"
+  [ "$failed" -eq 0 ] || exit 1
+  exit 0
+}
+
 # check DESCRIPTION FUNCTION [ARGS...]: runs FUNCTION (which must `return 1` explicitly on
 # every failing step: set -e does not apply inside a function called from `if`) and prints
 # one TAP-like line.
