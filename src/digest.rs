@@ -30,8 +30,11 @@ impl Algorithm {
 }
 
 /// A validated digest. The string form is canonical, so equality of digests is
-/// equality of their strings.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// equality of their strings; records store that form.
+#[derive(
+    Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
+#[serde(try_from = "String", into = "String")]
 pub struct Digest {
     algorithm: Algorithm,
     hex: String,
@@ -95,6 +98,44 @@ impl FromStr for Digest {
             hex: hex.to_string(),
         })
     }
+}
+
+impl TryFrom<String> for Digest {
+    type Error = DigestError;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<Digest> for String {
+    fn from(d: Digest) -> String {
+        d.to_string()
+    }
+}
+
+/// Feeds everything `r` yields to `h` in 1 MiB reads: the hasher and the byte count.
+/// Blocks: file callers run it on a blocking thread.
+pub fn hash_reader_into(
+    mut r: impl std::io::Read,
+    mut h: Digester,
+) -> std::io::Result<(Digester, u64)> {
+    let mut buf = vec![0u8; 1 << 20];
+    let mut n = 0u64;
+    loop {
+        let k = r.read(&mut buf)?;
+        if k == 0 {
+            return Ok((h, n));
+        }
+        h.update(&buf[..k]);
+        n += k as u64;
+    }
+}
+
+/// The digest and size of everything `r` yields.
+pub fn hash_reader(r: impl std::io::Read, algorithm: Algorithm) -> std::io::Result<(Digest, u64)> {
+    let (h, n) = hash_reader_into(r, Digester::new(algorithm))?;
+    Ok((h.digest(), n))
 }
 
 /// Incremental hasher; `digest()` reports the bytes so far without consuming it, because

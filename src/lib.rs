@@ -1,15 +1,28 @@
 //! ipcs: a containerd content store that keeps every blob in IPFS.
 //!
-//! Layering: `server` → `differ` → `store`; `server`, `mirror` → `store` → {`index`,
-//! `ipfs`, `resolve`}; `digest`, `config` and `endpoint` are leaves.
-//! Nothing imports upward, and only `server` touches generated protobuf types.
+//! Layering, top to bottom (nothing imports upward):
+//! - faces: `server` (containerd's gRPC API, the only user of generated protobuf types)
+//!   and `mirror` (a registry mirror over HTTP);
+//! - `peer`: peer distribution (cluster publishing, hints, adoption), plugged into the
+//!   core's hooks; `fsck`: the offline checker;
+//! - `store`: the content core, owning two seams: `backend::BlobBackend` and
+//!   `store::hooks::Distribution`;
+//! - `data` (data dir layout, blob cache), `backend` (the Kubo backend), `index` (redb);
+//! - `differ` (containerd's Diff service's Apply) sits beside the faces, over `store`;
+//! - leaves: `ipfs` (Kubo's HTTP client), `endpoint`, `filter`, `digest`, `cid`, `config`.
+pub mod backend;
+pub mod cid;
 pub mod config;
+pub mod data;
 pub mod differ;
 pub mod digest;
 pub mod endpoint;
+pub mod filter;
+pub mod fsck;
 pub mod index;
 pub mod ipfs;
 pub mod mirror;
-pub mod resolve;
+pub mod node;
+pub mod peer;
 pub mod server;
 pub mod store;

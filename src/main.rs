@@ -1,11 +1,11 @@
 //! The `ipcs` command line.
 use clap::{Parser, Subcommand};
 use ipcs::config::{Config, Overrides};
+use ipcs::fsck::{FsckOptions, Outcome};
 use ipcs::server::proto::admin::admin_client::AdminClient;
 use ipcs::server::proto::admin::{BlobsRequest, StatsRequest};
 use ipcs::server::shutdown::{self, StopRequests, Stopped};
 use ipcs::server::{self, client};
-use ipcs::store::{self, ContentStore, FsckOptions, Outcome};
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -87,10 +87,9 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
-    let store = ContentStore::open(&config)
-        .await
-        .map_err(|e| e.to_string())?;
-    match store.kubo().version().await {
+    let node = ipcs::node::open(&config).await.map_err(|e| e.to_string())?;
+    let store = node.store;
+    match store.backend().version().await {
         Ok(v) => tracing::info!(kubo = %config.kubo_api, version = %v, "kubo reachable"),
         // Not fatal: ipcs starts and answers with clear errors until Kubo is back.
         Err(e) => tracing::warn!(error = %e, "kubo not reachable yet"),
@@ -106,7 +105,7 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("mirror secret: {e}"))?;
         mirror = Some(
-            ipcs::mirror::serve(store.clone(), addr, secret)
+            ipcs::mirror::serve(store.clone(), node.peers, addr, secret)
                 .await
                 .map_err(|e| format!("registry mirror on {addr}: {e}"))?,
         );
@@ -224,7 +223,9 @@ async fn fsck(a: FsckArgs) -> ExitCode {
                 repair: a.repair,
                 verify: a.verify,
             };
-            store::fsck(&config, opts).await.map_err(|e| e.to_string())
+            ipcs::fsck::run(&config, opts)
+                .await
+                .map_err(|e| e.to_string())
         }
     };
     let r = match report {

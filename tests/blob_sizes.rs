@@ -96,7 +96,17 @@ async fn reads_fetch_from_kubo_when_not_cached() {
     let b = random_bytes(300_000, 8);
     let da = put_blob(&mut c, "fetch/a", &a).await.unwrap();
     let db = put_blob(&mut c, "fetch/b", &b).await.unwrap();
+    // Committing b evicted a; a cache file for a can only come from a fetch from Kubo.
+    let cached_a = ipcs
+        .data
+        .join("blobs/sha256")
+        .join(da.strip_prefix("sha256:").unwrap());
+    assert!(
+        !cached_a.exists(),
+        "a is still cached: the read would not touch Kubo"
+    );
     check_random_reads(&ipcs, &da, &a, 11, 8).await;
+    assert!(cached_a.exists(), "reading a did not fetch it from Kubo");
     check_random_reads(&ipcs, &db, &b, 12, 8).await;
     assert_eq!(read_range(&mut c, &da, 0, 0).await.unwrap(), a);
 }

@@ -99,7 +99,7 @@ async fn fsck_finds_and_repairs_each_inconsistency() {
         index.remove_blob(&ds[3]).unwrap().unwrap();
         let other = cid(5);
         index
-            .update_blob(&ds[4], |r| r.cid = other)
+            .update_blob(&ds[4], |r| r.cid = other.parse().unwrap())
             .unwrap()
             .unwrap();
     }

@@ -6,7 +6,7 @@ mod tables;
 
 pub use records::{BlobRecord, IngestRecord, UnixNanos};
 
-use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use redb::{Database, ReadableDatabase, ReadableTable};
 use std::path::Path;
 use std::sync::Arc;
 use tables::{BLOBS, INGESTS};
@@ -101,7 +101,36 @@ impl Index {
         Ok(())
     }
 
+    /// Up to `limit` blobs with keys after `after`, in digest order, and whether the
+    /// table holds more. Each page is its own short read transaction, so a List whose
+    /// client stops reading holds no transaction (nor a blocking thread) meanwhile.
+    pub fn blobs_page(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<BlobRecord>, bool), IndexError> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(BLOBS)?;
+        let range = match after {
+            Some(a) => {
+                table.range::<&str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded))?
+            }
+            None => table.range::<&str>(..)?,
+        };
+        let mut out = Vec::new();
+        for entry in range {
+            let (k, v) = entry?;
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push(decode(k.value(), v.value())?);
+        }
+        Ok((out, false))
+    }
+
+    #[cfg(test)]
     pub fn blob_count(&self) -> Result<u64, IndexError> {
+        use redb::ReadableTableMetadata;
         let tx = self.db.begin_read()?;
         Ok(tx.open_table(BLOBS)?.len()?)
     }
@@ -119,10 +148,11 @@ impl Index {
             if let Some(r) = ingest_ref {
                 ingests.remove(r)?;
             }
-            if blobs.get(record.digest.as_str())?.is_some() {
+            let key = record.digest.to_string();
+            if blobs.get(key.as_str())?.is_some() {
                 Committed::AlreadyExists
             } else {
-                blobs.insert(record.digest.as_str(), encode(record).as_slice())?;
+                blobs.insert(key.as_str(), encode(record).as_slice())?;
                 Committed::Inserted
             }
         };
@@ -210,10 +240,14 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
+    fn d(c: char) -> String {
+        format!("sha256:{}", c.to_string().repeat(64))
+    }
+
     fn blob(d: &str) -> BlobRecord {
         BlobRecord {
-            digest: d.into(),
-            cid: "bafk".into(),
+            digest: d.parse().unwrap(),
+            cid: "bafk".parse().unwrap(),
             size: 3,
             labels: BTreeMap::new(),
             created_at: UnixNanos(1),
@@ -237,12 +271,12 @@ mod tests {
         let idx = Index::open(&dir.path().join("i.redb")).unwrap();
         idx.put_ingest(&ingest("r1")).unwrap();
         assert_eq!(
-            idx.commit_blob(&blob("sha256:a"), Some("r1")).unwrap(),
+            idx.commit_blob(&blob(&d('a')), Some("r1")).unwrap(),
             Committed::Inserted
         );
         assert!(idx.ingest("r1").unwrap().is_none());
         assert_eq!(
-            idx.commit_blob(&blob("sha256:a"), None).unwrap(),
+            idx.commit_blob(&blob(&d('a')), None).unwrap(),
             Committed::AlreadyExists
         );
         assert_eq!(idx.blob_count().unwrap(), 1);
@@ -254,11 +288,11 @@ mod tests {
         let path = dir.path().join("i.redb");
         {
             let idx = Index::open(&path).unwrap();
-            idx.commit_blob(&blob("sha256:b"), None).unwrap();
+            idx.commit_blob(&blob(&d('b')), None).unwrap();
             idx.put_ingest(&ingest("r2")).unwrap();
         }
         let idx = Index::open(&path).unwrap();
-        assert_eq!(idx.blob("sha256:b").unwrap().unwrap().cid, "bafk");
+        assert_eq!(idx.blob(&d('b')).unwrap().unwrap().cid.as_str(), "bafk");
         assert_eq!(idx.ingests().unwrap(), vec![ingest("r2")]);
     }
 
@@ -266,16 +300,48 @@ mod tests {
     fn update_and_remove() {
         let dir = tempfile::tempdir().unwrap();
         let idx = Index::open(&dir.path().join("i.redb")).unwrap();
-        assert!(idx.update_blob("sha256:c", |_| {}).unwrap().is_none());
-        idx.commit_blob(&blob("sha256:c"), None).unwrap();
+        assert!(idx.update_blob(&d('c'), |_| {}).unwrap().is_none());
+        idx.commit_blob(&blob(&d('c')), None).unwrap();
         let rec = idx
-            .update_blob("sha256:c", |r| {
+            .update_blob(&d('c'), |r| {
                 r.labels.insert("k".into(), "v".into());
             })
             .unwrap()
             .unwrap();
         assert_eq!(rec.labels["k"], "v");
-        assert!(idx.remove_blob("sha256:c").unwrap().is_some());
-        assert!(idx.remove_blob("sha256:c").unwrap().is_none());
+        assert!(idx.remove_blob(&d('c')).unwrap().is_some());
+        assert!(idx.remove_blob(&d('c')).unwrap().is_none());
+    }
+
+    #[test]
+    fn pages_cover_every_blob_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(&dir.path().join("i.redb")).unwrap();
+        for c in "abcde".chars() {
+            idx.commit_blob(&blob(&d(c)), None).unwrap();
+        }
+        let (first, more) = idx.blobs_page(None, 2).unwrap();
+        assert!(more);
+        let last = first[1].digest.to_string();
+        let (rest, more) = idx.blobs_page(Some(&last), 10).unwrap();
+        assert!(!more);
+        assert_eq!(first.len() + rest.len(), 5);
+        assert_eq!(rest[0].digest.to_string(), d('c'));
+    }
+
+    /// An ingest record whose expected digest does not parse is corrupt, not an ingest
+    /// without expectation (it used to be dropped silently on resume).
+    #[test]
+    fn unparsable_expected_digest_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let idx = Index::open(&dir.path().join("i.redb")).unwrap();
+        let raw = r#"{"ingest_ref":"r","total":0,"expected":"sha256:nothex","started_at":1,"updated_at":1}"#;
+        let tx = idx.db.begin_write().unwrap();
+        tx.open_table(INGESTS)
+            .unwrap()
+            .insert("r", raw.as_bytes())
+            .unwrap();
+        tx.commit().unwrap();
+        assert!(matches!(idx.ingest("r"), Err(IndexError::Corrupt { .. })));
     }
 }

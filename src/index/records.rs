@@ -1,4 +1,7 @@
-//! What the index stores per committed blob and per in-progress ingest.
+//! What the index stores per committed blob and per in-progress ingest. Digests and CIDs
+//! are stored as their strings (the JSON encoding is unchanged) and checked on decode.
+use crate::cid::Cid;
+use crate::digest::Digest;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -30,9 +33,9 @@ impl UnixNanos {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BlobRecord {
-    pub digest: String,
+    pub digest: Digest,
     /// Root CID of the blob's UnixFS DAG in IPFS.
-    pub cid: String,
+    pub cid: Cid,
     pub size: u64,
     pub labels: BTreeMap<String, String>,
     pub created_at: UnixNanos,
@@ -44,8 +47,9 @@ pub struct IngestRecord {
     pub ingest_ref: String,
     /// Expected total size, 0 when unknown.
     pub total: u64,
-    /// Expected digest if the client announced one.
-    pub expected: Option<String>,
+    /// Expected digest if the client announced one. Typed, so a record that does not
+    /// parse is reported corrupt instead of silently losing the expectation.
+    pub expected: Option<Digest>,
     pub started_at: UnixNanos,
     /// Last write as persisted; a live writer keeps a fresher value in memory.
     pub updated_at: UnixNanos,

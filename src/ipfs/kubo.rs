@@ -547,17 +547,13 @@ impl KuboClient {
         Ok(resp.bytes_stream().map_err(move |e| me.classify(op, t, e)))
     }
 
-    /// Removes the recursive pin of `cid`. A CID that is not pinned counts as unpinned.
+    /// Removes the recursive pin of `cid`. Kubo refuses a CID that is not pinned; the
+    /// caller decides from the pinset what that means (`backend::KuboBackend::unpin`).
     pub async fn pin_rm(&self, cid: &str) -> Result<(), KuboError> {
         let query = [("arg", cid.to_string())];
-        match self
-            .call("pin rm", "pin/rm", &query, Some(self.timeout), None)
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(KuboError::Api { message, .. }) if message.contains("not pinned") => Ok(()),
-            Err(e) => Err(e),
-        }
+        self.call("pin rm", "pin/rm", &query, Some(self.timeout), None)
+            .await?;
+        Ok(())
     }
 
     /// Pins `cid` recursively (fetching missing blocks from peers).
@@ -673,8 +669,10 @@ impl KuboClient {
         Ok(n)
     }
 
-    /// The name of `cid`'s recursive pin: None if not pinned recursively, Some("") if the
-    /// pin has no name.
+    /// The name of `cid`'s recursive pin: None if Kubo's answer does not list it, Some("")
+    /// if the pin has no name. Kubo refuses a CID that is not pinned (an API error); the
+    /// caller decides from the pinset what that means (`backend::KuboBackend::pinned_as`),
+    /// never from the wording of the message.
     pub async fn recursive_pin_name(&self, cid: &str) -> Result<Option<String>, KuboError> {
         let op = "pin ls";
         let query = [
@@ -682,22 +680,16 @@ impl KuboClient {
             ("type", "recursive".to_string()),
             ("names", "true".to_string()),
         ];
-        match self
+        let resp = self
             .call(op, "pin/ls", &query, Some(self.timeout), None)
-            .await
-        {
-            Ok(resp) => {
-                let body: PinLsBody = self.json(op, resp, self.timeout).await?;
-                Ok(body.keys.get(cid).map(|v| {
-                    v.get("Name")
-                        .and_then(|n| n.as_str())
-                        .unwrap_or_default()
-                        .to_string()
-                }))
-            }
-            Err(KuboError::Api { message, .. }) if message.contains("not pinned") => Ok(None),
-            Err(e) => Err(e),
-        }
+            .await?;
+        let body: PinLsBody = self.json(op, resp, self.timeout).await?;
+        Ok(body.keys.get(cid).map(|v| {
+            v.get("Name")
+                .and_then(|n| n.as_str())
+                .unwrap_or_default()
+                .to_string()
+        }))
     }
 
     /// Whether `cid` is pinned recursively.

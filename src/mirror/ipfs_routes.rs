@@ -10,9 +10,12 @@
 //! each blob is then adopted by the store like a blob from peers — fetched, hashed, served
 //! only if it matches its digest, pinned. A digest that the image named by `<CID>` does not
 //! reference is 404, as in nerdctl's own server.
+use crate::backend::Reach;
+use crate::cid::Cid;
 use crate::digest::Digest;
 use crate::mirror::routes::{blob, empty, manifest_by_digest, Body};
 use crate::mirror::Mirror;
+use crate::store::MAX_MANIFEST_BYTES;
 use futures::StreamExt;
 use hyper::{Response, StatusCode};
 use serde::Deserialize;
@@ -21,8 +24,6 @@ use std::time::Duration;
 
 /// nerdctl's root descriptor is ~200 bytes; anything much larger is not one.
 const MAX_ROOT_BYTES: usize = 64 << 10;
-/// Largest manifest or index walked (as the mirror's own manifest limit).
-const MAX_MANIFEST_BYTES: u64 = 4 << 20;
 /// Manifests read while looking for a digest: an index of many platforms is fine, an index
 /// naming thousands cannot keep the mirror busy.
 const MAX_WALK: usize = 64;
@@ -186,12 +187,14 @@ async fn member(m: &Mirror, root: &Root, digest: &str) -> Option<Digest> {
     None
 }
 
-/// Reads and checks the root descriptor, and teaches the store where its target lives.
+/// Reads and checks the root descriptor, and teaches the peers' resolver where its target
+/// lives (the store's read-miss hook then adopts it from there).
 async fn root(m: &Mirror, cid: &str) -> Result<Root, String> {
-    let kubo = m.store.kubo();
+    let cid: Cid = cid.parse().map_err(|e| format!("{e}"))?;
+    let backend = m.store.backend();
     let read = async {
-        let mut s = kubo
-            .cat(cid, 0, MAX_ROOT_BYTES as u64 + 1)
+        let mut s = backend
+            .cat(&cid, 0, MAX_ROOT_BYTES as u64 + 1, Reach::Network)
             .await
             .map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
@@ -207,7 +210,7 @@ async fn root(m: &Mirror, cid: &str) -> Result<Root, String> {
         .await
         .map_err(|_| format!("not read within {ROOT_DEADLINE:?}"))??;
     let root = parse_root(&bytes)?;
-    m.store
+    m.peers
         .resolver()
         .learn_hint(&root.digest.to_string(), &root.cid, root.size);
     Ok(root)
@@ -230,7 +233,7 @@ async fn references(m: &Mirror, root: &Root, d: &Digest) -> bool {
         let Some(bytes) = read_manifest(m, &manifest).await else {
             continue;
         };
-        m.store.resolver().learn_from_manifest(&bytes);
+        m.peers.resolver().learn_from_manifest(&bytes);
         for (child, is_manifest) in children(&bytes) {
             if child == *d {
                 return true;

@@ -13,6 +13,7 @@ mod ipfs_routes;
 mod routes;
 mod upstream;
 
+use crate::peer::Peers;
 use crate::store::ContentStore;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -21,6 +22,7 @@ use std::sync::Arc;
 
 pub struct Mirror {
     store: ContentStore,
+    peers: Arc<Peers>,
     upstream: upstream::Upstream,
 }
 
@@ -42,15 +44,18 @@ impl Running {
 /// Requests must carry `secret`.
 pub async fn serve(
     store: ContentStore,
+    peers: Arc<Peers>,
     addr: SocketAddr,
     secret: auth::Secret,
 ) -> std::io::Result<Running> {
     let secret = Arc::new(secret);
+    let upstream = upstream::Upstream::new().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "registry mirror listening");
     let mirror = Arc::new(Mirror {
         store,
-        upstream: upstream::Upstream::new(),
+        peers,
+        upstream,
     });
     // Every task holds a receiver; `Sender::closed` resolves when the last one is gone.
     let (stop, mut stopped) = tokio::sync::watch::channel(false);

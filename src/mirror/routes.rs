@@ -1,7 +1,7 @@
 //! The mirror's HTTP routes: `/v2/`, manifests by tag or digest, blobs by digest.
 use crate::digest::Digest;
 use crate::mirror::Mirror;
-use crate::store::StoreError;
+use crate::store::{StoreError, MAX_MANIFEST_BYTES};
 use bytes::Bytes;
 use futures::StreamExt;
 use http_body_util::{combinators::UnsyncBoxBody, BodyExt, Full, StreamBody};
@@ -10,7 +10,6 @@ use hyper::{Method, Request, Response, StatusCode};
 
 pub(super) type Body = UnsyncBoxBody<Bytes, std::io::Error>;
 
-const MAX_MANIFEST: u64 = 4 << 20;
 const DEFAULT_MANIFEST_TYPE: &str = "application/vnd.oci.image.manifest.v1+json";
 
 pub(super) fn empty(status: StatusCode) -> Response<Body> {
@@ -23,6 +22,19 @@ pub(super) fn empty(status: StatusCode) -> Response<Body> {
     r
 }
 
+/// A response from `builder`, or a 502 if a header came out invalid: header values can
+/// come from stored content (a manifest's `mediaType`), which is hostile input.
+fn build(builder: hyper::http::response::Builder, body: Body) -> Response<Body> {
+    builder.body(body).unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "mirror: response not representable");
+        empty(StatusCode::BAD_GATEWAY)
+    })
+}
+
+fn full(body: Bytes) -> Body {
+    Full::new(body).map_err(|e| match e {}).boxed_unsync()
+}
+
 /// The answer to a request without the mirror's secret header: no body, no hint.
 pub fn unauthorized() -> Response<Body> {
     empty(StatusCode::UNAUTHORIZED)
@@ -31,13 +43,12 @@ pub fn unauthorized() -> Response<Body> {
 fn bytes_response(head: bool, media_type: &str, digest: &str, body: Bytes) -> Response<Body> {
     let len = body.len();
     let body = if head { Bytes::new() } else { body };
-    Response::builder()
+    let builder = Response::builder()
         .status(StatusCode::OK)
         .header("Content-Type", media_type)
         .header("Docker-Content-Digest", digest)
-        .header("Content-Length", len)
-        .body(Full::new(body).map_err(|e| match e {}).boxed_unsync())
-        .expect("valid response")
+        .header("Content-Length", len);
+    build(builder, full(body))
 }
 
 fn query_param(req: &Request<Incoming>, key: &str) -> Option<String> {
@@ -105,13 +116,7 @@ pub(super) async fn blob(m: &Mirror, head: bool, d: &Digest) -> Response<Body> {
         .header("Docker-Content-Digest", d.to_string())
         .header("Content-Length", info.size);
     if head {
-        return builder
-            .body(
-                Full::new(Bytes::new())
-                    .map_err(|e| match e {})
-                    .boxed_unsync(),
-            )
-            .expect("valid response");
+        return build(builder, full(Bytes::new()));
     }
     match m.store.read(d, 0, 0).await {
         Ok(stream) => {
@@ -119,9 +124,7 @@ pub(super) async fn blob(m: &Mirror, head: bool, d: &Digest) -> Response<Body> {
                 c.map(|(_, data)| Frame::data(data))
                     .map_err(|e| std::io::Error::other(e.to_string()))
             });
-            builder
-                .body(BodyExt::boxed_unsync(StreamBody::new(frames)))
-                .expect("valid response")
+            build(builder, BodyExt::boxed_unsync(StreamBody::new(frames)))
         }
         Err(e) => not_found_or_error("blob read", e),
     }
@@ -133,23 +136,11 @@ pub(super) async fn manifest_by_digest(
     d: &Digest,
     media_type: Option<&str>,
 ) -> Response<Body> {
-    let info = match m.store.info(d).await {
-        Ok(i) if i.size <= MAX_MANIFEST => i,
-        Ok(_) => return empty(StatusCode::NOT_FOUND),
+    let body = match m.store.read_small(d, MAX_MANIFEST_BYTES).await {
+        Ok(Some(b)) => b,
+        Ok(None) => return empty(StatusCode::NOT_FOUND),
         Err(e) => return not_found_or_error("manifest", e),
     };
-    let mut body = Vec::with_capacity(info.size as usize);
-    match m.store.read(d, 0, 0).await {
-        Ok(mut s) => {
-            while let Some(chunk) = s.next().await {
-                match chunk {
-                    Ok((_, data)) => body.extend_from_slice(&data),
-                    Err(e) => return not_found_or_error("manifest read", e),
-                }
-            }
-        }
-        Err(e) => return not_found_or_error("manifest read", e),
-    }
     let declared = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| {
@@ -157,8 +148,11 @@ pub(super) async fn manifest_by_digest(
                 .and_then(|t| t.as_str())
                 .map(String::from)
         });
+    // A type that cannot be a header value is ignored, not echoed.
+    let valid = |t: &String| hyper::header::HeaderValue::from_str(t).is_ok();
     let media_type = declared
-        .or(media_type.map(String::from))
+        .filter(valid)
+        .or(media_type.map(String::from).filter(valid))
         .unwrap_or_else(|| DEFAULT_MANIFEST_TYPE.to_string());
     bytes_response(head, &media_type, &d.to_string(), Bytes::from(body))
 }
@@ -173,17 +167,21 @@ async fn manifest_by_tag(
     let reference = format!("{ns}/{name}:{tag}");
     match m.upstream.resolve(ns, name, tag).await {
         Ok(ans) => {
-            let store = m.store.clone();
+            let (store, peers) = (m.store.clone(), m.peers.clone());
             let (r, digest, media_type, body) = (
                 reference.clone(),
                 ans.digest.clone(),
                 ans.media_type.clone(),
                 ans.body.clone(),
             );
-            tokio::spawn(async move { store.publish_tag(&r, &digest, &media_type, body).await });
+            tokio::spawn(async move {
+                peers
+                    .publish_tag(&store, &r, &digest, &media_type, body)
+                    .await
+            });
             bytes_response(head, &ans.media_type, &ans.digest, ans.body)
         }
-        Err(why) => match m.store.resolver().tag(&reference) {
+        Err(why) => match m.peers.resolver().tag(&reference) {
             Some(rec) => {
                 tracing::info!(%reference, digest = %rec.digest, registry = %why, "registry unreachable; tag answered from the cluster");
                 match rec.digest.parse::<Digest>() {
@@ -202,6 +200,18 @@ async fn manifest_by_tag(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A stored manifest's `mediaType` with a newline used to panic the response builder.
+    #[test]
+    fn an_unrepresentable_media_type_is_an_error_response_not_a_panic() {
+        let r = bytes_response(
+            false,
+            "application/json\nX-Evil: 1",
+            "sha256:x",
+            Bytes::new(),
+        );
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    }
 
     #[test]
     fn splits_registry_paths() {

@@ -2,6 +2,7 @@
 //! plain HTTP (test and local registries), every other one over HTTPS. Only anonymous
 //! access: a registry that wants credentials gets no answer from here, and containerd
 //! then talks to it directly.
+use crate::store::MAX_MANIFEST_BYTES;
 use bytes::Bytes;
 use std::time::Duration;
 
@@ -39,14 +40,14 @@ fn base_url(host: &str) -> Option<String> {
 }
 
 impl Upstream {
-    pub fn new() -> Upstream {
-        Upstream {
+    /// Fails only if no HTTP client can be built; `serve` reports it.
+    pub fn new() -> Result<Upstream, reqwest::Error> {
+        Ok(Upstream {
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(3))
                 .timeout(Duration::from_secs(15))
-                .build()
-                .expect("http client builds"),
-        }
+                .build()?,
+        })
     }
 
     /// The manifest `name:tag` currently points to at `host`, or why not.
@@ -69,8 +70,10 @@ impl Upstream {
             .unwrap_or("")
             .to_string();
         let body = resp.bytes().await.map_err(|e| format!("{base}: {e}"))?;
-        if body.len() > 4 << 20 {
-            return Err(format!("{base}: manifest larger than 4 MiB"));
+        if body.len() as u64 > MAX_MANIFEST_BYTES {
+            return Err(format!(
+                "{base}: manifest larger than {MAX_MANIFEST_BYTES} bytes"
+            ));
         }
         let mut h = crate::digest::Digester::new(crate::digest::Algorithm::Sha256);
         h.update(&body);

@@ -31,8 +31,8 @@ impl Admin for AdminService {
             blobs: recs
                 .into_iter()
                 .map(|r| admin::Blob {
-                    digest: r.digest,
-                    cid: r.cid,
+                    digest: r.digest.to_string(),
+                    cid: r.cid.to_string(),
                     size: r.size as i64,
                 })
                 .collect(),
@@ -44,7 +44,7 @@ impl Admin for AdminService {
         _req: Request<admin::StatsRequest>,
     ) -> Result<Response<admin::StatsResponse>, Status> {
         let s = self.store.stats().await.map_err(to_status)?;
-        let (kubo_version, kubo_error) = match self.store.kubo().version().await {
+        let (kubo_version, kubo_error) = match self.store.backend().version().await {
             Ok(v) => (v, String::new()),
             Err(e) => (String::new(), e.to_string()),
         };
@@ -53,7 +53,7 @@ impl Admin for AdminService {
             blob_bytes: s.blob_bytes,
             ingests: s.ingests,
             cache_bytes: s.cache_bytes,
-            kubo_api: self.store.kubo().address().to_string(),
+            kubo_api: self.store.backend().address().to_string(),
             kubo_version,
             kubo_error,
         }))

@@ -26,7 +26,7 @@ pub fn optional_digest(s: &str) -> Result<Option<Digest>, StoreError> {
 
 pub fn info(i: Info) -> proto::Info {
     proto::Info {
-        digest: i.digest,
+        digest: i.digest.to_string(),
         size: i.size as i64,
         created_at: Some(timestamp(i.created_at)),
         updated_at: Some(timestamp(i.updated_at)),
@@ -41,7 +41,7 @@ pub fn status(s: IngestStatus) -> proto::Status {
         r#ref: s.ingest_ref,
         offset: s.offset as i64,
         total: s.total as i64,
-        expected: s.expected.unwrap_or_default(),
+        expected: s.expected.map(|d| d.to_string()).unwrap_or_default(),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The one place where store errors become gRPC codes, following containerd's contract.
 //! UNAVAILABLE is reserved for a locked ref: containerd retries it forever, so an IPFS
 //! outage must surface as something else.
+use crate::backend::BackendError as KuboError;
 use crate::differ::DiffError;
-use crate::ipfs::KuboError;
 use crate::store::StoreError;
 use tonic::{Code, Status};
 

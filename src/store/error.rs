@@ -1,9 +1,9 @@
 //! The store's error type. Each variant corresponds to one meaning containerd
 //! distinguishes; `server::status` turns them into gRPC codes in one place.
 use crate::digest::DigestError;
+use crate::filter::FilterError;
 use crate::index::IndexError;
 use crate::ipfs::KuboError;
-use crate::store::filter::FilterError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -10,9 +10,10 @@
 //! keeps open the body, so nothing partial is ever pinned. While the body is open the add
 //! holds Kubo's pin lock, so an `ipfs repo gc` waits for open Write streams to commit or
 //! end (and cannot collect the blocks of an import under way).
-use crate::config::ImportOptions;
-use crate::ipfs::{KuboClient, KuboError};
+use crate::backend::{BackendError as KuboError, BlobBackend};
+use crate::cid::Cid;
 use bytes::Bytes;
+use futures::StreamExt;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -37,18 +38,13 @@ enum Feed {
 
 pub(crate) struct FollowingAdd {
     feed: watch::Sender<Feed>,
-    task: JoinHandle<Result<String, KuboError>>,
-    kubo: KuboClient,
+    task: JoinHandle<Result<Cid, KuboError>>,
+    addr: String,
 }
 
 impl FollowingAdd {
     /// Starts importing `path`, of which `written` bytes exist so far.
-    pub(crate) fn start(
-        kubo: &KuboClient,
-        path: PathBuf,
-        written: u64,
-        opts: &ImportOptions,
-    ) -> FollowingAdd {
+    pub(crate) fn start(backend: &dyn BlobBackend, path: PathBuf, written: u64) -> FollowingAdd {
         let (feed, rx) = watch::channel(Feed::Open(written));
         let tail = Tail {
             path,
@@ -64,13 +60,11 @@ impl FollowingAdd {
                 None => None,
             }
         });
-        let client = kubo.clone();
-        let opts = opts.clone();
-        let task = tokio::spawn(async move { client.add_stream(body, &opts).await });
+        let task = tokio::spawn(backend.add_stream(body.boxed()));
         FollowingAdd {
             feed,
             task,
-            kubo: kubo.clone(),
+            addr: backend.address().to_string(),
         }
     }
 
@@ -80,21 +74,17 @@ impl FollowingAdd {
     }
 
     /// Ends the body at `size` bytes and waits at most `deadline` for Kubo's CID.
-    pub(crate) async fn finish(
-        mut self,
-        size: u64,
-        deadline: Duration,
-    ) -> Result<String, KuboError> {
+    pub(crate) async fn finish(mut self, size: u64, deadline: Duration) -> Result<Cid, KuboError> {
         self.feed.send_replace(Feed::Final(size));
         match tokio::time::timeout(deadline, &mut self.task).await {
             Ok(Ok(result)) => result,
             Ok(Err(join)) => Err(KuboError::Api {
-                addr: self.kubo.address().to_string(),
+                addr: self.addr.clone(),
                 op: "add",
                 message: format!("import task ended: {join}"),
             }),
             Err(_) => Err(KuboError::Timeout {
-                addr: self.kubo.address().to_string(),
+                addr: self.addr.clone(),
                 op: "add",
                 after: deadline,
             }),

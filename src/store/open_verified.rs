@@ -12,19 +12,17 @@ pub struct VerifiedBlob {
 }
 
 impl ContentStore {
-    /// Opens the blob's cached file, or fetches it from IPFS (or adopts it from peers)
+    /// Opens the blob's cached file, or fetches it from the backend (a blob the index
+    /// lacks is offered to the read-miss hook first, as for Read)
     /// and checks it against its digest first. Only blobs whose bytes were verified
     /// (at commit or at fetch) are ever in the cache, so no byte of a wrong blob is
     /// handed out.
     pub async fn open_verified(&self, d: &Digest) -> Result<VerifiedBlob, StoreError> {
-        let file = match self.inner.cache.open(d) {
+        let file = match self.inner.cache.open_async(d).await {
             Some(f) => f,
             None => {
-                let rec = self.inner.record_or_adopt(d).await?;
-                self.inner
-                    .cache
-                    .open_or_fetch(&self.inner.kubo, &rec)
-                    .await?
+                let info = self.inner.record_or_miss(d).await?;
+                self.inner.open_blob(&info).await?
             }
         };
         let size = file

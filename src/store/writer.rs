@@ -4,6 +4,7 @@
 //! check size → check digest → already there? drop the ingest : publish, record, cache.
 //! Publishing starts with the first appended byte (`FollowingAdd`), so the commit mostly
 //! waits for the import's tail; an import that failed is redone from the file at commit.
+use crate::cid::Cid;
 use crate::digest::{Digest, Digester};
 use crate::index::{BlobRecord, Committed, IngestRecord, UnixNanos};
 use crate::store::error::{blocking, StoreError};
@@ -14,11 +15,8 @@ use crate::store::Inner;
 use bytes::Bytes;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{Seek, SeekFrom, Write};
 use std::sync::Arc;
-
-/// Longest ref accepted; containerd's are ~100 bytes, BuildKit's a few hundred.
-pub const MAX_REF_BYTES: usize = 4096;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteAction {
@@ -67,21 +65,6 @@ pub struct Writer {
     follower: Option<FollowingAdd>,
 }
 
-pub fn validate_ref(ingest_ref: &str) -> Result<(), StoreError> {
-    if ingest_ref.is_empty() {
-        return Err(StoreError::InvalidArgument(
-            "first message must have a reference".into(),
-        ));
-    }
-    if ingest_ref.len() > MAX_REF_BYTES {
-        return Err(StoreError::InvalidArgument(format!(
-            "ref of {} bytes is longer than {MAX_REF_BYTES}",
-            ingest_ref.len()
-        )));
-    }
-    Ok(())
-}
-
 fn now() -> UnixNanos {
     UnixNanos::now()
 }
@@ -102,19 +85,8 @@ fn open_ingest_file(
         .truncate(false)
         .open(&path)
         .map_err(StoreError::io(format!("opening ingest {ingest_ref}")))?;
-    let mut digester = Digester::new(algorithm);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut offset = 0u64;
-    loop {
-        let n = file
-            .read(&mut buf)
-            .map_err(StoreError::io(format!("rehashing ingest {ingest_ref}")))?;
-        if n == 0 {
-            break;
-        }
-        digester.update(&buf[..n]);
-        offset += n as u64;
-    }
+    let (digester, offset) = crate::digest::hash_reader_into(&mut file, Digester::new(algorithm))
+        .map_err(StoreError::io(format!("rehashing ingest {ingest_ref}")))?;
     file.seek(SeekFrom::End(0))
         .map_err(StoreError::io(format!("seeking ingest {ingest_ref}")))?;
     let mtime = file
@@ -153,7 +125,6 @@ impl Writer {
         total: i64,
         expected: Option<Digest>,
     ) -> Result<Writer, StoreError> {
-        validate_ref(&ingest_ref)?;
         if total < 0 {
             return Err(StoreError::InvalidArgument(format!(
                 "negative total {total}"
@@ -191,8 +162,8 @@ impl Writer {
                     if changed_total {
                         rec.total = total as u64;
                     }
-                    if exp.is_some() && rec.expected != exp.as_ref().map(|d| d.to_string()) {
-                        rec.expected = exp.as_ref().map(|d| d.to_string());
+                    if exp.is_some() && rec.expected != exp {
+                        rec.expected = exp.clone();
                         inner2.index.put_ingest(&rec)?;
                     } else if changed_total {
                         inner2.index.put_ingest(&rec)?;
@@ -206,7 +177,7 @@ impl Writer {
                     let rec = IngestRecord {
                         ingest_ref: r.clone(),
                         total: total as u64,
-                        expected: exp.as_ref().map(|d| d.to_string()),
+                        expected: exp.clone(),
                         started_at: t,
                         updated_at: t,
                     };
@@ -229,7 +200,7 @@ impl Writer {
             io: Some((file, digester)),
             offset,
             total: record.total,
-            expected: record.expected.as_deref().and_then(|d| d.parse().ok()),
+            expected: record.expected.clone(),
             started_at: record.started_at,
             updated_at,
             committed: false,
@@ -266,8 +237,15 @@ impl Writer {
         }
     }
 
-    /// Applies one Write message with containerd's semantics.
+    /// Applies one Write message with containerd's semantics. Progress is reported even
+    /// when the message fails (a refused commit still appended its data).
     pub async fn handle(&mut self, req: WriteRequest) -> Result<WriteState, StoreError> {
+        let applied = self.apply(req).await;
+        self.report();
+        applied.map(|()| self.state())
+    }
+
+    async fn apply(&mut self, req: WriteRequest) -> Result<(), StoreError> {
         if self.committed {
             return Err(StoreError::FailedPrecondition(format!(
                 "ref {} was already committed",
@@ -319,8 +297,7 @@ impl Writer {
                 self.commit(req.labels).await?;
             }
         }
-        self.report();
-        Ok(self.state())
+        Ok(())
     }
 
     async fn with_io<T: Send + 'static>(
@@ -355,8 +332,7 @@ impl Writer {
             Some(f) => f.advance(self.offset),
             None => {
                 let path = self.inner.paths.ingest_data(&self.ingest_ref);
-                let f =
-                    FollowingAdd::start(&self.inner.kubo, path, self.offset, &self.inner.import);
+                let f = FollowingAdd::start(self.inner.backend.as_ref(), path, self.offset);
                 self.follower = Some(f);
             }
         }
@@ -412,7 +388,7 @@ impl Writer {
             .map_err(StoreError::ipfs(format!("publishing {actual} to ipfs")))?;
         let t = now();
         let record = BlobRecord {
-            digest: actual.to_string(),
+            digest: actual.clone(),
             cid,
             size: self.offset,
             labels,
@@ -423,11 +399,13 @@ impl Writer {
         let r = self.ingest_ref.clone();
         let size = self.offset;
         let d = actual.clone();
+        let announced = record.clone();
         // The file handle is closed before the rename below moves the file into the cache.
         self.final_digest = Some(actual.clone());
         self.io = None;
         let outcome = blocking(move || {
             let outcome = inner.index.commit_blob(&record, Some(&r))?;
+            // Still in this blocking step: the ingest file becomes the cached blob.
             if outcome == Committed::Inserted {
                 if let Err(e) = inner.cache.adopt(&d, inner.paths.ingest_data(&r), size) {
                     tracing::warn!(digest = %d, error = %e, "committed blob not cached; reads will use ipfs");
@@ -443,11 +421,7 @@ impl Writer {
             return Err(StoreError::AlreadyExists(format!("content {actual}")));
         }
         tracing::info!(digest = %actual, size, "committed");
-        self.inner
-            .unpublished
-            .store(true, std::sync::atomic::Ordering::SeqCst);
-        self.inner.publish_now.notify_one();
-        self.inner.learn_if_manifest(&actual, size).await;
+        self.inner.announce(&announced).await;
         Ok(())
     }
 
@@ -458,23 +432,20 @@ impl Writer {
     /// yet: a kill before the index write leaves the pin and the complete ingest, which
     /// the ingest's next commit reuses (same bytes, same CID, same name) and `ipcs fsck`
     /// finishes (an interrupted commit).
-    async fn publish(&mut self) -> Result<String, crate::ipfs::KuboError> {
-        let kubo = &self.inner.kubo;
-        let deadline = kubo.transfer_timeout(self.offset);
+    async fn publish(&mut self) -> Result<Cid, crate::backend::BackendError> {
+        let backend = &self.inner.backend;
+        let deadline = backend.transfer_timeout(self.offset);
         if let Some(f) = self.follower.take() {
             match f.finish(self.offset, deadline).await {
                 Ok(cid) => return Ok(cid),
-                Err(e @ crate::ipfs::KuboError::Timeout { .. }) => return Err(e),
+                Err(e @ crate::backend::BackendError::Timeout { .. }) => return Err(e),
                 Err(e) => {
                     tracing::warn!(ingest = %self.ingest_ref, error = %e, "import while writing failed; importing the file again");
                 }
             }
         }
         let path = self.inner.paths.ingest_data(&self.ingest_ref);
-        Ok(kubo
-            .add_file(&path, self.offset, &self.inner.import)
-            .await?
-            .cid)
+        backend.add_file(&path, self.offset).await
     }
 
     async fn drop_ingest(&mut self) -> Result<(), StoreError> {

@@ -1,12 +1,9 @@
 //! Where a blob this node never stored may be found in IPFS. Two sources give unverified
 //! digest → CID hints: the IPFS Cluster pinset (mirrored in the background by `cluster`)
-//! and `ipfs://<cid>` URLs on descriptors of committed manifests (`manifest`). The store
+//! and `ipfs://<cid>` URLs on descriptors of committed manifests (`manifest`). The core
 //! checks every hint by hashing the fetched bytes; a hint that fails is rejected here and
 //! never tried again.
-pub mod cluster;
-mod manifest;
-
-pub use manifest::{image_blobs, ipfs_urls};
+use crate::peer::manifest::ipfs_urls;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};

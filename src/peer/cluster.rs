@@ -4,7 +4,7 @@
 //! unix socket (`unix:///run/ipfs-cluster/api.sock`: only accounts that may open it can
 //! pin or unpin cluster-wide) or an http:// URL.
 use crate::endpoint::Endpoint;
-use crate::resolve::{Candidate, ClusterView, Origin, TagRecord};
+use crate::peer::resolve::{Candidate, ClusterView, Origin, TagRecord};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -66,28 +66,35 @@ impl RestPin {
 }
 
 impl ClusterClient {
-    /// `base` was checked by `Config::validate`; an unparsable one fails every call.
-    pub fn new(base: &str, timeout: Duration, replication: i32) -> ClusterClient {
-        let endpoint = Endpoint::parse(base).unwrap_or_else(|_| Endpoint {
-            display: base.to_string(),
-            url: "http://invalid.invalid".to_string(),
-            socket: None,
-        });
+    /// Fails if `base` is not a unix:// or http(s):// address (`Config::validate` checks
+    /// it first) or no HTTP client can be built (TLS backend setup), which `serve`
+    /// reports instead of panicking.
+    pub fn new(
+        base: &str,
+        timeout: Duration,
+        replication: i32,
+    ) -> Result<ClusterClient, ClusterError> {
+        let setup = |reason: String| ClusterError::Failed {
+            addr: base.to_string(),
+            op: "client setup",
+            reason,
+        };
+        let endpoint = Endpoint::parse(base).map_err(setup)?;
         let builder = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .pool_idle_timeout(Duration::from_secs(60));
         let http = endpoint
             .configure(builder)
             .build()
-            .expect("http client builds");
-        ClusterClient {
+            .map_err(|e| setup(e.to_string()))?;
+        Ok(ClusterClient {
             base: endpoint.display,
             url: endpoint.url,
             http,
             timeout,
             replication,
             self_id: Default::default(),
-        }
+        })
     }
 
     async fn self_id(&self) -> Result<String, ClusterError> {

@@ -29,17 +29,20 @@
 //!
 //! The store must be stopped: the index is opened directly and redb's exclusive lock makes
 //! a second opener fail, which is reported as "is `ipcs serve` running?".
+use crate::backend::{BackendError, BlobBackend, Reach};
+use crate::cid::Cid;
 use crate::config::Config;
+use crate::data::DataPaths;
 use crate::digest::{Digest, Digester};
 use crate::index::{BlobRecord, Index, IndexError};
-use crate::ipfs::{KuboClient, KuboError};
-use crate::store::error::{blocking, StoreError};
-use crate::store::identity;
-use crate::store::paths::DataPaths;
+use crate::store::{blocking, StoreError};
 use futures::StreamExt;
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+#[cfg(test)]
+mod tests;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct FsckOptions {
@@ -161,17 +164,27 @@ impl FsckReport {
 struct Fsck {
     paths: DataPaths,
     index: Index,
-    kubo: KuboClient,
-    config: Config,
+    backend: Arc<dyn BlobBackend>,
     opts: FsckOptions,
     report: FsckReport,
 }
 
-/// Checks (and with `opts.repair`, repairs) the store in `config.data_dir`.
-pub async fn fsck(config: &Config, opts: FsckOptions) -> Result<FsckReport, StoreError> {
+/// Checks (and with `opts.repair`, repairs) the store in `config.data_dir` against its
+/// Kubo node.
+pub async fn run(config: &Config, opts: FsckOptions) -> Result<FsckReport, StoreError> {
+    check(config, None, opts).await
+}
+
+/// `run` over `backend` (the fake, in unit tests), or over Kubo when `None`. The index
+/// is opened first, so a running store is refused before anything else happens.
+pub async fn check(
+    config: &Config,
+    backend: Option<Arc<dyn BlobBackend>>,
+    opts: FsckOptions,
+) -> Result<FsckReport, StoreError> {
     let paths = DataPaths::new(&config.data_dir);
     let p = paths.clone();
-    let (index, pin_name) = blocking(move || {
+    let index = blocking(move || {
         if !p.index().exists() {
             return Err(StoreError::NotFound(format!(
                 "ipcs index {}",
@@ -185,22 +198,25 @@ pub async fn fsck(config: &Config, opts: FsckOptions) -> Result<FsckReport, Stor
             )),
             e => e.into(),
         })?;
-        let name = identity::pin_name(&p).map_err(StoreError::io("reading the store id"))?;
-        Ok((index, name))
+        Ok(index)
     })
     .await?;
-    let kubo = super::kubo_client(config, pin_name.clone())?;
-    kubo.version()
+    let backend = match backend {
+        Some(b) => b,
+        None => crate::node::kubo_backend(config).await?,
+    };
+    backend
+        .version()
         .await
         .map_err(StoreError::ipfs("fsck needs the store's kubo node"))?;
     let mut f = Fsck {
         paths,
         index,
-        kubo,
-        config: config.clone(),
+        backend: backend.clone(),
         opts,
         report: FsckReport {
-            pin_name,
+            // The backend names this store's pins (`data::identity` for Kubo).
+            pin_name: backend.pin_name().to_string(),
             ..Default::default()
         },
     };
@@ -212,20 +228,9 @@ fn repaired(what: impl Into<String>) -> Outcome {
     Outcome::Repaired(what.into())
 }
 
-/// Hashes a whole file in 1 MiB reads; `None` when it cannot be read.
+/// Hashes a whole file; `None` when it cannot be read.
 fn hash_file(path: &Path, alg: crate::digest::Algorithm) -> Option<(Digest, u64)> {
-    let mut f = std::fs::File::open(path).ok()?;
-    let mut h = Digester::new(alg);
-    let mut buf = vec![0u8; 1 << 20];
-    let mut n = 0u64;
-    loop {
-        let k = f.read(&mut buf).ok()?;
-        if k == 0 {
-            return Some((h.digest(), n));
-        }
-        h.update(&buf[..k]);
-        n += k as u64;
-    }
+    crate::digest::hash_reader(std::fs::File::open(path).ok()?, alg).ok()
 }
 
 fn remove_path(p: &Path) -> std::io::Result<()> {
@@ -257,14 +262,15 @@ impl Fsck {
     }
 
     async fn run(&mut self) -> Result<(), StoreError> {
-        let mut pins: HashMap<String, String> = HashMap::new();
-        self.report.pins = self
-            .kubo
-            .pin_ls_recursive(|p| {
-                pins.insert(p.cid, p.name);
-            })
+        let pins: HashMap<Cid, String> = self
+            .backend
+            .pins()
             .await
-            .map_err(StoreError::ipfs("listing recursive pins"))?;
+            .map_err(StoreError::ipfs("listing recursive pins"))?
+            .into_iter()
+            .map(|p| (p.cid, p.name))
+            .collect();
+        self.report.pins = pins.len() as u64;
         let ours = self.report.pin_name.clone();
         self.report.own_pins = pins.values().filter(|n| **n == ours).count() as u64;
 
@@ -298,7 +304,7 @@ impl Fsck {
             Ok(set)
         })
         .await?;
-        let mut orphans: Vec<String> = pins
+        let mut orphans: Vec<Cid> = pins
             .iter()
             .filter(|(cid, name)| **name == ours && !referenced.contains(*cid))
             .map(|(cid, _)| cid.clone())
@@ -311,19 +317,29 @@ impl Fsck {
         for cid in &orphans {
             self.found(
                 FindingKind::OrphanPin,
-                cid.clone(),
+                cid.to_string(),
                 format!("pinned as {ours:?} but no blob record references it"),
             );
             if self.opts.repair {
-                let o = match self.kubo.pin_rm(cid).await {
+                let o = match self.backend.unpin(cid).await {
                     Ok(()) => repaired("unpinned"),
                     Err(e) => Outcome::Failed(e.to_string()),
                 };
                 self.settle(o);
             }
         }
-        let by_digest: HashMap<String, u64> =
-            records.iter().map(|r| (r.digest.clone(), r.size)).collect();
+        // Records as they are after every repair above: a finished interrupted commit
+        // has just recorded the cache file it kept, which is no stale copy.
+        let index = self.index.clone();
+        let by_digest = blocking(move || {
+            let mut m: HashMap<String, u64> = HashMap::new();
+            index.for_each_blob(|r| {
+                m.insert(r.digest.to_string(), r.size);
+                true
+            })?;
+            Ok(m)
+        })
+        .await?;
         self.check_ingests().await?;
         self.check_cache(by_digest).await?;
         self.check_tmp().await
@@ -332,30 +348,26 @@ impl Fsck {
     /// Finds the pins among `orphans` that are the import of a complete ingest, reports
     /// each as an interrupted commit and (with `--repair`) finishes that commit. Returns
     /// the CIDs so explained.
-    async fn interrupted_commits(
-        &mut self,
-        orphans: &[String],
-    ) -> Result<HashSet<String>, StoreError> {
-        let wanted: HashSet<&String> = orphans.iter().collect();
+    async fn interrupted_commits(&mut self, orphans: &[Cid]) -> Result<HashSet<Cid>, StoreError> {
+        let wanted: HashSet<&Cid> = orphans.iter().collect();
         let mut explained = HashSet::new();
         let index = self.index.clone();
         let ingests = blocking(move || Ok(index.ingests()?)).await?;
         for ing in ingests {
             let path = self.paths.ingest_data(&ing.ingest_ref);
-            let expected: Option<Digest> = ing.expected.as_deref().and_then(|d| d.parse().ok());
+            let expected = ing.expected.clone();
             let alg = expected
                 .as_ref()
                 .map(|d| d.algorithm())
                 .unwrap_or(crate::digest::Algorithm::Sha256);
-            let len = std::fs::metadata(&path).map(|m| m.len()).ok();
-            // A commit needs every byte: with a known total, only a file of that size can
-            // be one (partial ingests are skipped without reading them).
-            match len {
-                Some(n) if ing.total == 0 || n == ing.total => {}
-                _ => continue,
-            }
-            let (p, index) = (path.clone(), self.index.clone());
+            let (p, index, total) = (path.clone(), self.index.clone(), ing.total);
             let hashed = blocking(move || {
+                // A commit needs every byte: with a known total, only a file of that size
+                // can be one (partial ingests are skipped without reading them).
+                match std::fs::metadata(&p).map(|m| m.len()) {
+                    Ok(n) if total == 0 || n == total => {}
+                    _ => return Ok(None),
+                }
                 let Some((digest, size)) = hash_file(&p, alg) else {
                     return Ok(None);
                 };
@@ -370,7 +382,7 @@ impl Fsck {
             if expected.as_ref().is_some_and(|e| *e != digest) {
                 continue;
             }
-            let cid = match self.kubo.hash_file(&path, size, &self.config.import).await {
+            let cid = match self.backend.hash_file(&path, size).await {
                 Ok(cid) => cid,
                 Err(e) => {
                     tracing::warn!(ingest = %ing.ingest_ref, error = %e, "could not hash ingest");
@@ -383,7 +395,7 @@ impl Fsck {
             explained.insert(cid.clone());
             self.found(
                 FindingKind::InterruptedCommit,
-                cid.clone(),
+                cid.to_string(),
                 format!(
                     "pinned as {:?}, no record, but it is the import of complete ingest {:?} \
                      ({digest}, {size} bytes)",
@@ -395,8 +407,8 @@ impl Fsck {
             }
             let t = crate::index::UnixNanos::now();
             let record = BlobRecord {
-                digest: digest.to_string(),
-                cid: cid.clone(),
+                digest: digest.clone(),
+                cid,
                 size,
                 labels: Default::default(),
                 created_at: t,
@@ -429,19 +441,19 @@ impl Fsck {
     async fn unpinned(&mut self, rec: &BlobRecord) -> Result<(), StoreError> {
         self.found(
             FindingKind::MissingPin,
-            rec.digest.clone(),
+            rec.digest.to_string(),
             format!("{} is not pinned", rec.cid),
         );
         if !self.opts.repair {
             return Ok(());
         }
-        match self.kubo.pin_add_local(&rec.cid).await {
+        match self.backend.pin(&rec.cid, rec.size, Reach::Local).await {
             Ok(()) => {
                 self.settle(repaired("re-pinned from local blocks"));
                 return Ok(());
             }
             // Kubo answered: blocks are missing. Anything else (down, slow) is no verdict.
-            Err(KuboError::Api { .. }) => {}
+            Err(BackendError::Api { .. }) => {}
             Err(e) => {
                 self.settle(Outcome::Failed(e.to_string()));
                 return Ok(());
@@ -458,9 +470,13 @@ impl Fsck {
 
     /// Streams the DAG from local blocks and compares size and digest with the record.
     async fn verify_dag(&mut self, rec: &BlobRecord) -> Result<(), StoreError> {
-        let digest: Digest = rec.digest.parse()?;
+        let digest = rec.digest.clone();
         // One byte more than recorded, so a DAG longer than the blob is caught too.
-        let problem = match self.kubo.cat_local(&rec.cid, 0, rec.size + 1).await {
+        let problem = match self
+            .backend
+            .cat(&rec.cid, 0, rec.size + 1, Reach::Local)
+            .await
+        {
             Err(e) => Some(e.to_string()),
             Ok(stream) => {
                 let mut stream = Box::pin(stream);
@@ -496,7 +512,7 @@ impl Fsck {
         };
         self.found(
             FindingKind::UnreadableDag,
-            rec.digest.clone(),
+            rec.digest.to_string(),
             format!("{}: {problem}", rec.cid),
         );
         if self.opts.repair {
@@ -509,7 +525,7 @@ impl Fsck {
     /// Re-imports the blob from a cache file that still hashes to its digest; failing
     /// that, unpins the broken DAG and forgets the blob so containerd fetches it again.
     async fn restore_or_drop(&mut self, rec: &BlobRecord) -> Result<Outcome, StoreError> {
-        let digest: Digest = rec.digest.parse()?;
+        let digest = rec.digest.clone();
         let cached = self.paths.cached_blob(&digest);
         let (c, alg, size) = (cached.clone(), digest.algorithm(), rec.size);
         let good = blocking(move || {
@@ -517,32 +533,25 @@ impl Fsck {
         })
         .await?;
         if good {
-            match self
-                .kubo
-                .add_file(&cached, rec.size, &self.config.import)
-                .await
-            {
-                Ok(added) if added.cid == rec.cid => {
+            match self.backend.add_file(&cached, rec.size).await {
+                Ok(cid) if cid == rec.cid => {
                     return Ok(repaired("re-imported from the cache"));
                 }
-                Ok(added) => {
+                Ok(cid) => {
                     // Import options changed since the commit: the bytes are right, so the
                     // record follows the new CID.
-                    let (index, key, cid) =
-                        (self.index.clone(), rec.digest.clone(), added.cid.clone());
-                    blocking(move || Ok(index.update_blob(&key, |r| r.cid = cid)?)).await?;
-                    return Ok(repaired(format!(
-                        "re-imported from the cache as {}",
-                        added.cid
-                    )));
+                    let (index, key, new) =
+                        (self.index.clone(), rec.digest.to_string(), cid.clone());
+                    blocking(move || Ok(index.update_blob(&key, |r| r.cid = new)?)).await?;
+                    return Ok(repaired(format!("re-imported from the cache as {cid}")));
                 }
                 Err(e) => return Ok(Outcome::Failed(e.to_string())),
             }
         }
-        if let Err(e) = self.kubo.pin_rm(&rec.cid).await {
+        if let Err(e) = self.backend.unpin(&rec.cid).await {
             return Ok(Outcome::Failed(e.to_string()));
         }
-        let (index, key, path) = (self.index.clone(), rec.digest.clone(), cached);
+        let (index, key, path) = (self.index.clone(), rec.digest.to_string(), cached);
         blocking(move || {
             index.remove_blob(&key)?;
             remove_path(&path).map_err(StoreError::io(format!("removing {}", path.display())))

@@ -2,7 +2,7 @@
 //! names every pin the store makes in Kubo (`ipcs:<id>`). Several stores (or other users)
 //! may share one Kubo node; the name is how `ipcs fsck` knows which pins are this store's
 //! to remove. The id lives beside the index so it moves with the data directory.
-use crate::store::paths::DataPaths;
+use crate::data::paths::DataPaths;
 use sha2::{Digest as _, Sha256};
 use std::io::Write;
 

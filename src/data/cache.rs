@@ -3,17 +3,60 @@
 //! enter it by rename (their ingest file); blobs this node never wrote are fetched from
 //! IPFS once, checked against their digest, then kept. Bounded in bytes, evicting the
 //! least recently used; IPFS stays the source of truth, so eviction loses nothing.
+use crate::backend::{BackendError, BlobBackend, Reach};
+use crate::cid::Cid;
+use crate::data::paths::DataPaths;
+use crate::data::single_flight::SingleFlight;
 use crate::digest::{Digest, Digester};
-use crate::index::BlobRecord;
-use crate::ipfs::KuboClient;
-use crate::store::error::{blocking, StoreError};
-use crate::store::paths::DataPaths;
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Why a fetch produced no file. The cache knows nothing of gRPC: the core maps these.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("{context}: {source}")]
+    Backend {
+        context: String,
+        source: BackendError,
+    },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
+    /// The bytes did not match the recorded size and digest; nothing was kept.
+    #[error("{0}")]
+    Mismatch(String),
+}
+
+fn io(context: &str) -> impl FnOnce(std::io::Error) -> FetchError + '_ {
+    move |source| FetchError::Io {
+        context: context.to_string(),
+        source,
+    }
+}
+
+/// Runs blocking file work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// What a fetch needs to know of a blob.
+#[derive(Debug, Clone)]
+pub struct Wanted<'a> {
+    pub digest: &'a Digest,
+    pub cid: &'a Cid,
+    pub size: u64,
+}
 
 struct Entry {
     size: u64,
@@ -32,7 +75,9 @@ pub struct BlobCache {
     max_bytes: u64,
     state: Mutex<State>,
     /// One fetch per digest at a time; later readers wait for it and reuse its file.
-    fetching: tokio::sync::Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>,
+    fetching: SingleFlight<Digest>,
+    /// Makes every temp file name unique, whoever fetches.
+    tmp_seq: AtomicU64,
 }
 
 impl BlobCache {
@@ -42,6 +87,7 @@ impl BlobCache {
             max_bytes,
             state: Mutex::new(State::default()),
             fetching: Default::default(),
+            tmp_seq: AtomicU64::new(0),
         }
     }
 
@@ -75,7 +121,14 @@ impl BlobCache {
         self.evict(None)
     }
 
-    /// Moves a verified file into the cache.
+    /// A fresh temp path on the cache's filesystem, unique within this process (the
+    /// tmp dir is emptied at startup).
+    pub fn temp_path(&self, what: &str) -> PathBuf {
+        let n = self.tmp_seq.fetch_add(1, Ordering::Relaxed);
+        self.paths.tmp().join(format!("{what}-{n}"))
+    }
+
+    /// Moves a verified file into the cache. Blocks: call from blocking code.
     pub fn adopt(&self, digest: &Digest, file: PathBuf, size: u64) -> std::io::Result<()> {
         let dest = self.paths.cached_blob(digest);
         std::fs::create_dir_all(dest.parent().expect("cache path has a parent"))?;
@@ -107,7 +160,7 @@ impl BlobCache {
         self.paths.cached_blob(digest)
     }
 
-    /// Opens a cached blob, marking it used.
+    /// Opens a cached blob, marking it used. Blocks: call from blocking code.
     pub fn open(&self, digest: &Digest) -> Option<File> {
         {
             let mut st = self.state.lock().expect("cache state");
@@ -118,6 +171,24 @@ impl BlobCache {
         File::open(self.paths.cached_blob(digest)).ok()
     }
 
+    /// `open` on a blocking thread.
+    pub async fn open_async(self: &std::sync::Arc<Self>, digest: &Digest) -> Option<File> {
+        let me = self.clone();
+        let d = digest.clone();
+        tokio::task::spawn_blocking(move || me.open(&d))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// `remove` on a blocking thread.
+    pub async fn remove_async(self: &std::sync::Arc<Self>, digest: &Digest) -> std::io::Result<()> {
+        let me = self.clone();
+        let d = digest.clone();
+        blocking(move || me.remove(&d)).await
+    }
+
+    /// Drops a blob from the cache. Blocks: call from blocking code.
     pub fn remove(&self, digest: &Digest) -> std::io::Result<()> {
         let mut st = self.state.lock().expect("cache state");
         if let Some(e) = st.entries.remove(digest) {
@@ -174,91 +245,97 @@ impl BlobCache {
         Ok(())
     }
 
-    /// Returns the blob's file, fetching the whole DAG from IPFS first if needed. No byte
-    /// is handed out before the fetched content matched the recorded size and digest.
+    /// Returns the blob's file, fetching the whole DAG from the backend first if needed.
+    /// No byte is handed out before the fetched content matched the size and digest.
     pub async fn open_or_fetch(
-        &self,
-        kubo: &KuboClient,
-        record: &BlobRecord,
-    ) -> Result<File, StoreError> {
-        let digest: Digest = record.digest.parse()?;
-        if let Some(f) = self.open(&digest) {
+        self: &std::sync::Arc<Self>,
+        backend: &dyn BlobBackend,
+        want: Wanted<'_>,
+    ) -> Result<File, FetchError> {
+        if let Some(f) = self.open_async(want.digest).await {
             return Ok(f);
         }
-        let slot = {
-            let mut fetching = self.fetching.lock().await;
-            fetching.entry(digest.clone()).or_default().clone()
-        };
-        let _turn = slot.lock().await;
-        let result = match self.open(&digest) {
+        let _turn = self.fetching.turn(want.digest.clone()).await;
+        match self.open_async(want.digest).await {
             Some(f) => Ok(f),
-            None => self.fetch(kubo, record, &digest).await,
-        };
-        self.fetching.lock().await.remove(&digest);
-        result
+            None => self.fetch(backend, &want).await,
+        }
     }
 
     async fn fetch(
-        &self,
-        kubo: &KuboClient,
-        record: &BlobRecord,
-        digest: &Digest,
-    ) -> Result<File, StoreError> {
-        let tmp = self.paths.tmp().join(format!("fetch-{}", digest.hex()));
-        let ctx = format!("fetching {} ({}) from ipfs", record.digest, record.cid);
-        let mut stream = Box::pin(
-            kubo.cat(&record.cid, 0, record.size)
-                .await
-                .map_err(StoreError::ipfs(ctx.clone()))?,
-        );
+        self: &std::sync::Arc<Self>,
+        backend: &dyn BlobBackend,
+        want: &Wanted<'_>,
+    ) -> Result<File, FetchError> {
+        let tmp = self.temp_path(&format!("fetch-{}", want.digest.hex()));
+        let result = self.fetch_into(backend, want, tmp.clone()).await;
+        if result.is_err() {
+            let _ = blocking(move || std::fs::remove_file(tmp)).await;
+        }
+        result
+    }
+
+    async fn fetch_into(
+        self: &std::sync::Arc<Self>,
+        backend: &dyn BlobBackend,
+        want: &Wanted<'_>,
+        tmp: PathBuf,
+    ) -> Result<File, FetchError> {
+        let context = format!("fetching {} ({}) from ipfs", want.digest, want.cid);
+        let ctx = |source| FetchError::Backend {
+            context: context.clone(),
+            source,
+        };
+        let mut stream = backend
+            .cat(want.cid, 0, want.size, Reach::Network)
+            .await
+            .map_err(ctx)?;
         let t = tmp.clone();
-        let mut out =
-            blocking(move || File::create(&t).map_err(StoreError::io("creating fetch file")))
-                .await?;
-        let mut hasher = Digester::new(digest.algorithm());
+        let mut out = blocking(move || File::create(&t))
+            .await
+            .map_err(io("creating fetch file"))?;
+        let mut hasher = Digester::new(want.digest.algorithm());
         let mut received = 0u64;
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(StoreError::ipfs(ctx.clone()))?;
+            let chunk = chunk.map_err(ctx)?;
             received += chunk.len() as u64;
-            if received > record.size {
+            if received > want.size {
                 break;
             }
             let (f, h) = blocking(move || {
                 let mut f = out;
                 let mut h = hasher;
                 h.update(&chunk);
-                f.write_all(&chunk)
-                    .map_err(StoreError::io("writing fetch file"))?;
+                f.write_all(&chunk)?;
                 Ok((f, h))
             })
-            .await?;
+            .await
+            .map_err(io("writing fetch file"))?;
             out = f;
             hasher = h;
         }
         let got = hasher.digest();
-        if received != record.size || &got != digest {
-            let _ = std::fs::remove_file(&tmp);
+        if received != want.size || &got != want.digest {
             tracing::error!(
-                digest = %record.digest, cid = %record.cid, received, got = %got,
+                digest = %want.digest, cid = %want.cid, received, got = %got,
                 "content from ipfs does not match its digest; not serving it"
             );
-            return Err(StoreError::DataLoss(format!(
+            return Err(FetchError::Mismatch(format!(
                 "{}: ipfs object {} has {} bytes with digest {}, expected {} bytes",
-                record.digest, record.cid, received, got, record.size
+                want.digest, want.cid, received, got, want.size
             )));
         }
-        let size = record.size;
-        let d = digest.clone();
+        let me = self.clone();
+        let (d, size) = (want.digest.clone(), want.size);
         blocking(move || {
-            out.sync_all()
-                .map_err(StoreError::io("syncing fetch file"))?;
-            Ok(())
+            out.sync_all()?;
+            drop(out);
+            me.adopt(&d, tmp, size)?;
+            me.open(&d)
+                .ok_or_else(|| std::io::Error::other(format!("{d} vanished from the cache")))
         })
-        .await?;
-        self.adopt(&d, tmp, size)
-            .map_err(StoreError::io("caching fetched blob"))?;
-        self.open(&d)
-            .ok_or_else(|| StoreError::Internal(format!("{d} vanished from cache")))
+        .await
+        .map_err(io("caching fetched blob"))
     }
 }
 

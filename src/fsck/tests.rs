@@ -1,0 +1,139 @@
+//! fsck's rules over the in-memory backend: each inconsistency made, found and repaired.
+use crate::backend::memory::{MemoryBackend, PIN_NAME};
+use crate::fsck::{check, FindingKind, FsckOptions, FsckReport, Outcome};
+use crate::store::testkit::{config, digest_of, msg, open, put, read_all, uncache};
+use crate::store::WriteAction;
+use std::sync::Arc;
+
+async fn fsck(dir: &std::path::Path, backend: &Arc<MemoryBackend>, repair: bool) -> FsckReport {
+    let opts = FsckOptions {
+        repair,
+        verify: true,
+    };
+    check(&config(dir), Some(backend.clone()), opts)
+        .await
+        .unwrap()
+}
+
+fn kinds(r: &FsckReport) -> Vec<FindingKind> {
+    let mut k: Vec<_> = r.findings.iter().map(|f| f.kind).collect();
+    k.sort();
+    k
+}
+
+#[tokio::test]
+async fn each_inconsistency_is_found_and_repaired() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, backend) = open(dir.path()).await;
+    let repin = put(&store, "a", b"loses its pin").await.unwrap();
+    let reimport = put(&store, "b", b"loses its blocks, cached").await.unwrap();
+    let lost = put(&store, "c", b"loses everything").await.unwrap();
+    let (repin_cid, reimport_cid, lost_cid) = (
+        store.info(&repin).await.unwrap().cid,
+        store.info(&reimport).await.unwrap().cid,
+        store.info(&lost).await.unwrap().cid,
+    );
+    uncache(&store, &lost);
+    drop(store);
+
+    backend.pins_remove(&repin_cid);
+    backend.lose(&reimport_cid);
+    backend.lose(&lost_cid);
+    let orphan = backend.put_unpinned(b"orphan");
+    backend.pin_as(&orphan, PIN_NAME);
+    let foreign = backend.put_unpinned(b"someone else's");
+    backend.pin_as(&foreign, "not-ipcs");
+
+    let found = fsck(dir.path(), &backend, false).await;
+    assert_eq!(
+        kinds(&found),
+        vec![
+            FindingKind::MissingPin,
+            FindingKind::MissingPin,
+            FindingKind::MissingPin,
+            FindingKind::OrphanPin
+        ]
+    );
+    assert!(found
+        .findings
+        .iter()
+        .all(|f| f.outcome == Outcome::Reported));
+
+    let fixed = fsck(dir.path(), &backend, true).await;
+    assert_eq!(fixed.remaining(), 0, "{:?}", fixed.findings);
+    assert!(backend.is_pinned(&repin_cid), "re-pinned from local blocks");
+    assert!(
+        backend.is_pinned(&reimport_cid),
+        "re-imported from the cache"
+    );
+    assert!(!backend.is_pinned(&orphan), "own orphan unpinned");
+    assert!(
+        backend.is_pinned(&foreign),
+        "someone else's pin is never touched"
+    );
+
+    let clean = fsck(dir.path(), &backend, false).await;
+    assert!(clean.findings.is_empty(), "{:?}", clean.findings);
+    let (store, _) = open(dir.path()).await;
+    assert!(store.info(&repin).await.is_ok());
+    assert!(store.info(&reimport).await.is_ok());
+    assert!(
+        store.info(&lost).await.is_err(),
+        "the unrecoverable record is dropped"
+    );
+}
+
+#[tokio::test]
+async fn a_dag_that_reads_back_wrong_is_unreadable() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, backend) = open(dir.path()).await;
+    let d = put(&store, "a", b"right bytes").await.unwrap();
+    let cid = store.info(&d).await.unwrap().cid;
+    drop(store);
+    backend.corrupt(&cid, b"wrong bytes");
+    let found = fsck(dir.path(), &backend, false).await;
+    assert_eq!(kinds(&found), vec![FindingKind::UnreadableDag]);
+    let fixed = fsck(dir.path(), &backend, true).await;
+    assert_eq!(fixed.remaining(), 0, "{:?}", fixed.findings);
+}
+
+/// A commit killed after the backend's pinned add answered and before the index write:
+/// the own pin is the import of a complete ingest, so fsck finishes the commit instead
+/// of unpinning it as an orphan.
+#[tokio::test]
+async fn an_interrupted_commit_is_finished_not_unpinned() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, backend) = open(dir.path()).await;
+    let data = b"every byte written, commit cut short";
+    let partial = b"half of it";
+    let mut w = store.writer("cut", data.len() as i64, None).await.unwrap();
+    w.handle(msg(WriteAction::Write, 0, data)).await.unwrap();
+    drop(w);
+    let mut p = store.writer("partial", 100, None).await.unwrap();
+    p.handle(msg(WriteAction::Write, 0, partial)).await.unwrap();
+    drop(p);
+    drop(store);
+    // What the pinned add left behind.
+    let cid = backend.put_unpinned(data);
+    backend.pin_as(&cid, PIN_NAME);
+
+    let found = fsck(dir.path(), &backend, false).await;
+    assert_eq!(kinds(&found), vec![FindingKind::InterruptedCommit]);
+    let fixed = fsck(dir.path(), &backend, true).await;
+    assert_eq!(fixed.remaining(), 0, "{:?}", fixed.findings);
+    assert!(backend.is_pinned(&cid), "the commit's pin is kept");
+    let clean = fsck(dir.path(), &backend, false).await;
+    assert!(clean.findings.is_empty(), "{:?}", clean.findings);
+
+    let (store, _) = open(dir.path()).await;
+    let d = digest_of(data);
+    let info = store.info(&d).await.unwrap();
+    assert_eq!(info.cid, cid);
+    assert!(store.is_cached(&d), "the ingest file is the cached copy");
+    assert_eq!(read_all(&store, &d).await.unwrap(), data);
+    assert!(store.status("cut").await.is_err(), "the ingest is gone");
+    assert!(
+        store.status("partial").await.is_ok(),
+        "a partial ingest stays"
+    );
+}

@@ -1,0 +1,43 @@
+//! Wires one node together: the Kubo backend named after the data dir's store id, peer
+//! distribution plugged into the content core's hooks, and the core itself. `main` and
+//! the tests that run a real node call this; nothing below imports it.
+use crate::backend::{BlobBackend, KuboBackend};
+use crate::config::Config;
+use crate::data::{identity, DataPaths};
+use crate::ipfs::KuboClient;
+use crate::peer::Peers;
+use crate::store::{ContentStore, StoreError};
+use std::sync::Arc;
+
+pub struct Node {
+    pub store: ContentStore,
+    pub peers: Arc<Peers>,
+}
+
+/// The Kubo backend of the store in `config.data_dir` (creating its id on first use).
+pub async fn kubo_backend(config: &Config) -> Result<Arc<dyn BlobBackend>, StoreError> {
+    let paths = DataPaths::new(&config.data_dir);
+    let pin_name = tokio::task::spawn_blocking(move || {
+        paths.create_dirs().and_then(|_| identity::pin_name(&paths))
+    })
+    .await
+    .map_err(|e| StoreError::Internal(e.to_string()))?
+    .map_err(StoreError::io("reading the store id"))?;
+    let kubo = KuboClient::new(
+        &config.kubo_api,
+        config.kubo_timeout(),
+        config.kubo_min_rate_bytes_per_sec,
+    )
+    .map_err(StoreError::ipfs("configuring kubo client"))?
+    .with_pin_name(pin_name);
+    Ok(Arc::new(KuboBackend::new(kubo, config.import.clone())))
+}
+
+/// Opens the store over Kubo with peer distribution, and starts the cluster loop.
+pub async fn open(config: &Config) -> Result<Node, StoreError> {
+    let backend = kubo_backend(config).await?;
+    let peers = Peers::new(config).map_err(|e| StoreError::Internal(e.to_string()))?;
+    let store = ContentStore::open(config, backend, peers.clone()).await?;
+    peers.start(store.clone(), config.cluster_refresh());
+    Ok(Node { store, peers })
+}

@@ -1,0 +1,65 @@
+//! Opening a store: the data directory, the index, the cache, and the debris a crash may
+//! have left (temp files, ingest dirs without a record, cached files without a record).
+use crate::backend::BlobBackend;
+use crate::config::Config;
+use crate::data::{BlobCache, DataPaths};
+use crate::index::Index;
+use crate::store::error::{blocking, StoreError};
+use crate::store::hooks::Distribution;
+use crate::store::locks::RefLocks;
+use crate::store::{ContentStore, Inner};
+use std::collections::HashSet;
+use std::sync::Arc;
+
+impl ContentStore {
+    /// Opens `config.data_dir` over `backend`, sending commit events and read misses to
+    /// `hooks`. The backend must name its pins with this data dir's id
+    /// (`data::identity::pin_name`).
+    pub async fn open(
+        config: &Config,
+        backend: Arc<dyn BlobBackend>,
+        hooks: Arc<dyn Distribution>,
+    ) -> Result<ContentStore, StoreError> {
+        let paths = DataPaths::new(&config.data_dir);
+        let p = paths.clone();
+        let cache_max = config.cache_max_bytes;
+        let (index, cache) = blocking(move || {
+            p.create_dirs()
+                .map_err(StoreError::io(format!("creating {}", p.root().display())))?;
+            let index = Index::open(&p.index())?;
+            let _ = std::fs::remove_dir_all(p.tmp());
+            std::fs::create_dir_all(p.tmp()).map_err(StoreError::io("creating tmp dir"))?;
+            let live: HashSet<_> = index
+                .ingests()?
+                .iter()
+                .map(|r| p.ingest_dir(&r.ingest_ref))
+                .collect();
+            for entry in
+                std::fs::read_dir(p.ingests()).map_err(StoreError::io("listing ingests"))?
+            {
+                let dir = entry.map_err(StoreError::io("listing ingests"))?.path();
+                if !live.contains(&dir) {
+                    let _ = std::fs::remove_dir_all(&dir);
+                }
+            }
+            let cache = BlobCache::new(p.clone(), cache_max);
+            cache
+                .load(|d, size| matches!(index.blob(&d.to_string()), Ok(Some(r)) if r.size == size))
+                .map_err(StoreError::io("loading blob cache"))?;
+            Ok((index, cache))
+        })
+        .await?;
+        let inner = Arc::new(Inner {
+            paths,
+            index,
+            backend,
+            cache: Arc::new(cache),
+            locks: Arc::new(RefLocks::new(config.max_open_ingests)),
+            lock_wait: config.lock_wait(),
+            max_label_bytes: config.max_label_bytes,
+            max_ref_bytes: config.max_ref_bytes,
+            hooks,
+        });
+        Ok(ContentStore { inner })
+    }
+}
