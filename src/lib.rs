@@ -9,11 +9,17 @@
 //!   `store::hooks::Distribution`;
 //! - `data` (data dir layout, blob cache), `backend` (the Kubo backend), `index` (redb);
 //! - `differ` (containerd's Diff service's Apply) sits beside the faces, over `store`;
+//!   `car` (CAR export/import of images) and `dedup` (the block-level dedup report) too,
+//!   over `store` and Kubo's DAG commands (`ipfs`); `cli` holds the client side of
+//!   `ipcs export`, `import` and `compare`;
 //! - leaves: `ipfs` (Kubo's HTTP client), `endpoint`, `filter`, `digest`, `cid`, `config`.
 pub mod backend;
+pub mod car;
 pub mod cid;
+pub mod cli;
 pub mod config;
 pub mod data;
+pub mod dedup;
 pub mod differ;
 pub mod digest;
 pub mod endpoint;

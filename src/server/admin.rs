@@ -1,17 +1,22 @@
-//! ipcs's admin service: digest → CID listings and store statistics for the CLI.
+//! ipcs's admin service: digest → CID listings and store statistics for the CLI, and
+//! CAR export/import and the dedup report (`archive.rs`).
+use crate::car::Archive;
+use crate::server::archive;
 use crate::server::proto::admin::{self, admin_server::Admin};
 use crate::server::status::to_status;
 use crate::server::{batches, ResponseStream};
 use crate::store::ContentStore;
-use tonic::{Request, Response, Status};
+use std::sync::Arc;
+use tonic::{Request, Response, Status, Streaming};
 
 pub struct AdminService {
     store: ContentStore,
+    archive: Arc<Archive>,
 }
 
 impl AdminService {
-    pub fn new(store: ContentStore) -> AdminService {
-        AdminService { store }
+    pub fn new(store: ContentStore, archive: Arc<Archive>) -> AdminService {
+        AdminService { store, archive }
     }
 }
 
@@ -57,5 +62,36 @@ impl Admin for AdminService {
             kubo_version,
             kubo_error,
         }))
+    }
+
+    type ExportStream = ResponseStream<admin::ExportResponse>;
+
+    async fn export(
+        &self,
+        req: Request<admin::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        Ok(Response::new(
+            archive::export(&self.archive, req.into_inner()).await?,
+        ))
+    }
+
+    type ImportStream = ResponseStream<admin::ImportResponse>;
+
+    async fn import(
+        &self,
+        req: Request<Streaming<admin::ImportRequest>>,
+    ) -> Result<Response<Self::ImportStream>, Status> {
+        Ok(Response::new(
+            archive::import(self.archive.clone(), req.into_inner()).await?,
+        ))
+    }
+
+    async fn compare(
+        &self,
+        req: Request<admin::CompareRequest>,
+    ) -> Result<Response<admin::CompareResponse>, Status> {
+        Ok(Response::new(
+            archive::compare(&self.archive, req.into_inner()).await?,
+        ))
     }
 }
