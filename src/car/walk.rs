@@ -96,10 +96,7 @@ fn descriptor(raw: &RawDescriptor, parent: &Digest) -> Result<Descriptor, StoreE
 type Child = (Descriptor, Kind, String);
 
 /// The children of a manifest or index, with the GC label of each.
-fn children(
-    bytes: &[u8],
-    parent: &Descriptor,
-) -> Result<(Vec<Child>, bool), StoreError> {
+fn children(bytes: &[u8], parent: &Descriptor) -> Result<(Vec<Child>, bool), StoreError> {
     let m: RawManifest = serde_json::from_slice(bytes).map_err(|e| {
         StoreError::InvalidArgument(format!("{} is not a manifest or index: {e}", parent.digest))
     })?;

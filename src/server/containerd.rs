@@ -4,9 +4,9 @@
 //! namespace (`containerd-namespace` metadata).
 //!
 //! containerd only sees content that its metadata database lists for the namespace.
-//! Opening a Write for a digest the backing store already has makes containerd (with
-//! its default "shared" content policy) record it and answer ALREADY_EXISTS without any
-//! byte crossing: that is how a blob imported into ipcs becomes visible. Labels
+//! A Write for a digest the backing store already has is, with containerd's default
+//! "shared" content policy, an ingest already complete; committing it records the blob
+//! without any byte crossing: that is how a blob imported into ipcs becomes visible. Labels
 //! `containerd.io/gc.ref.content.*` then tie manifests to their children, as a pull does,
 //! so containerd's garbage collector keeps the image's blobs.
 use crate::car::{Descriptor, ImageRef};
@@ -132,7 +132,10 @@ impl Containerd {
         .map_err(|s| message(&format!("deleting image {name}"), s))
     }
 
-    /// Makes a blob the content store holds visible in the namespace, with `labels`.
+    /// Makes a blob the content store holds visible in the namespace, with `labels`:
+    /// a Write with the expected digest finds it in the content store (containerd
+    /// answers with a "shared" ingest already at its full size) and a Commit with no
+    /// data records it. One already in the namespace only gets the labels.
     pub async fn register_blob(
         &self,
         d: &Descriptor,
@@ -140,33 +143,64 @@ impl Containerd {
     ) -> Result<(), String> {
         let mut c = ContentClient::new(self.channel.clone());
         let r#ref = format!("ipcs-import-{}", d.digest);
-        let stat = content::WriteContentRequest {
-            action: content::WriteAction::Stat as i32,
-            r#ref: r#ref.clone(),
-            total: d.size as i64,
-            expected: d.digest.to_string(),
-            ..Default::default()
-        };
         let what = format!("registering {}", d.digest);
-        let outcome = match c
-            .write(self.req(futures::stream::iter(vec![stat]))?)
-            .await
-        {
-            Ok(mut stream) => match stream.get_mut().message().await {
-                Err(s) if s.code() == Code::AlreadyExists => Ok(()),
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let _ = tx
+            .send(content::WriteContentRequest {
+                action: content::WriteAction::Stat as i32,
+                r#ref: r#ref.clone(),
+                total: d.size as i64,
+                expected: d.digest.to_string(),
+                ..Default::default()
+            })
+            .await;
+        let outcome = async {
+            let mut stream = match c
+                .write(self.req(tokio_stream::wrappers::ReceiverStream::new(rx))?)
+                .await
+            {
+                Ok(s) => s.into_inner(),
+                Err(s) if s.code() == Code::AlreadyExists => return Ok(false),
+                Err(s) => return Err(message(&what, s)),
+            };
+            let st = match stream.message().await {
+                Err(s) if s.code() == Code::AlreadyExists => return Ok(false),
+                Err(s) => return Err(message(&what, s)),
+                Ok(None) => return Err(format!("containerd: {what}: no answer")),
+                Ok(Some(st)) => st,
+            };
+            if st.offset != d.size as i64 || st.total != d.size as i64 {
+                return Err(format!(
+                    "containerd: {what}: the content store does not hold it (containerd opened an ingest at offset {})",
+                    st.offset
+                ));
+            }
+            let _ = tx
+                .send(content::WriteContentRequest {
+                    action: content::WriteAction::Commit as i32,
+                    r#ref: r#ref.clone(),
+                    total: d.size as i64,
+                    expected: d.digest.to_string(),
+                    offset: d.size as i64,
+                    labels: labels.clone().into_iter().collect(),
+                    ..Default::default()
+                })
+                .await;
+            match stream.message().await {
+                Ok(_) => Ok(true),
+                Err(s) if s.code() == Code::AlreadyExists => Ok(false),
                 Err(s) => Err(message(&what, s)),
-                Ok(_) => Err(format!(
-                    "containerd: {what}: containerd opened a new ingest instead of finding it in the content store"
-                )),
-            },
-            Err(s) if s.code() == Code::AlreadyExists => Ok(()),
-            Err(s) => Err(message(&what, s)),
-        };
-        if outcome.is_err() {
-            let _ = c.abort(self.req(content::AbortRequest { r#ref })?).await;
-            return outcome;
+            }
         }
-        if labels.is_empty() {
+        .await;
+        let labelled = match outcome {
+            Ok(l) => l,
+            Err(e) => {
+                let _ = c.abort(self.req(content::AbortRequest { r#ref })?).await;
+                return Err(e);
+            }
+        };
+        if labelled || labels.is_empty() {
             return Ok(());
         }
         c.update(self.req(content::UpdateRequest {
