@@ -11,7 +11,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
         test-chaos test-local-users test-restart-short test-restart \
         setup-buildkit test-buildkit setup-cri test-cri test-nerdctl-ipfs \
-        test-differ test-differ-quick bench-differ
+        test-differ test-differ-quick bench-differ test-car test-compare
 
 setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit setup-cri build
 
@@ -110,6 +110,17 @@ test-differ: setup build
 test-differ-quick: setup-containerd
 	bash integration/differ-quickdiff.sh
 
+# ipcs export/import: small + multi carried as one CAR between two offline stacks (Kubo +
+# ipcs + containerd 2.x each, no peering): each block once, size vs the blobs, flipped,
+# truncated and wrong-digest CARs leave nothing behind, ctr images ls + ctr run (~20 s).
+test-car: setup-kubo setup-containerd build
+	bash integration/car.sh
+
+# ipcs compare: images built to share known bytes (a whole layer, and a layer that is
+# another plus an appended tail), exact figures asserted, table and --json (~15 s).
+test-compare: setup-kubo setup-containerd build
+	bash integration/compare.sh
+
 # Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
 test-p2p: setup build
 	bash integration/p2p.sh
@@ -147,6 +158,8 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-buildkit
 	@$(MAKE) --no-print-directory test-cri
 	@$(MAKE) --no-print-directory test-nerdctl-ipfs
+	@$(MAKE) --no-print-directory test-car
+	@$(MAKE) --no-print-directory test-compare
 
 # ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
 # (~13 min on 2 cores). Not part of `make test`.

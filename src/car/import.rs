@@ -17,7 +17,7 @@ use crate::digest::Digest;
 use crate::ipfs::KuboError;
 use crate::store::StoreError;
 use futures::StreamExt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 /// Blobs read back and hashed at once.
@@ -129,34 +129,46 @@ impl Archive {
         };
         progress(total);
         let (done, done_bytes) = (&AtomicU64::new(0), &AtomicU64::new(0));
+        let failed = &AtomicBool::new(false);
         let store = &self.store;
-        let mut checks = futures::stream::iter(index.blobs.clone())
+        // Every started adoption runs to its end (one cut between its pin and its record
+        // would leave a pin no rollback knows of); after a failure none starts.
+        let results: Vec<Result<(), StoreError>> = futures::stream::iter(index.blobs.clone())
             .map(|(desc, cid)| async move {
-                if !store.contains(&desc.digest).await? {
-                    let r = store.adopt(&desc.digest, &cid, desc.size).await;
-                    match r {
-                        Ok(_) => adopted.lock().unwrap().push(desc.digest.clone()),
-                        Err(StoreError::DataLoss(m)) => {
-                            return Err(StoreError::DataLoss(format!(
-                                "the CAR's blob {} does not match its digest: {m}",
-                                desc.digest
-                            )))
+                if failed.load(Ordering::SeqCst) {
+                    return Ok(());
+                }
+                let r = async {
+                    if !store.contains(&desc.digest).await? {
+                        match store.adopt(&desc.digest, &cid, desc.size).await {
+                            Ok(_) => adopted.lock().unwrap().push(desc.digest.clone()),
+                            Err(StoreError::DataLoss(m)) => {
+                                return Err(StoreError::DataLoss(format!(
+                                    "the CAR's blob {} does not match its digest: {m}",
+                                    desc.digest
+                                )))
+                            }
+                            Err(e) => return Err(e),
                         }
-                        Err(e) => return Err(e),
                     }
+                    Ok(())
+                }
+                .await;
+                if r.is_err() {
+                    failed.store(true, Ordering::SeqCst);
+                    return r;
                 }
                 progress(ImportProgress {
                     verified_blobs: done.fetch_add(1, Ordering::Relaxed) + 1,
                     verified_bytes: done_bytes.fetch_add(desc.size, Ordering::Relaxed) + desc.size,
                     ..total
                 });
-                Ok::<(), StoreError>(())
+                Ok(())
             })
-            .buffer_unordered(VERIFY_CONCURRENCY);
-        while let Some(r) = checks.next().await {
-            r?;
-        }
-        drop(checks);
+            .buffer_unordered(VERIFY_CONCURRENCY)
+            .collect()
+            .await;
+        results.into_iter().collect::<Result<Vec<()>, _>>()?;
         let blobs = walk(&self.store, &index.images).await?;
         Ok((index.images, blobs))
     }

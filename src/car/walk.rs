@@ -4,8 +4,9 @@
 //! (`containerd.io/gc.ref.content.*`, as a pull sets them), so an imported image keeps
 //! its blobs alive in containerd.
 //!
-//! A platform manifest an index names but the store lacks is skipped (a pull fetches one
-//! platform of a multi-platform image); a missing config or layer makes the image
+//! A platform an index names but the store lacks, wholly or in part, is skipped (a pull
+//! fetches one platform of a multi-platform image, sometimes with the other platforms'
+//! manifests); a missing config or layer of any other manifest makes the image
 //! incomplete, which is an error.
 use crate::cid::Cid;
 use crate::digest::Digest;
@@ -149,6 +150,30 @@ async fn stored(store: &ContentStore, d: &Descriptor) -> Result<Option<Cid>, Sto
     Ok(Some(info.cid))
 }
 
+/// Whether the store holds `d` and, for a manifest, its config and every layer.
+async fn platform_complete(
+    store: &ContentStore,
+    d: &Descriptor,
+    kind: &Kind,
+) -> Result<bool, StoreError> {
+    if !store.contains(&d.digest).await? {
+        return Ok(false);
+    }
+    if !matches!(kind, Kind::Manifest) || d.size > MAX_MANIFEST_BYTES {
+        return Ok(true);
+    }
+    let bytes = store
+        .read_small(&d.digest, MAX_MANIFEST_BYTES)
+        .await?
+        .unwrap_or_default();
+    for (child, _, _) in children(&bytes, d)?.0 {
+        if !store.contains(&child.digest).await? {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
 /// Every blob the images reach, each once, parents before children.
 pub async fn walk(store: &ContentStore, images: &[ImageRef]) -> Result<Vec<Blob>, StoreError> {
     let mut seen: HashSet<Digest> = HashSet::new();
@@ -196,8 +221,9 @@ pub async fn walk(store: &ContentStore, images: &[ImageRef]) -> Result<Vec<Blob>
                 .unwrap_or_default();
             let (kids, is_index) = children(&bytes, &desc)?;
             for (child, kind, label) in kids {
-                // A platform manifest this store lacks is no part of what was pulled.
-                if is_index && !store.contains(&child.digest).await? {
+                // A platform this store lacks (or holds only the manifest of) is no part
+                // of what was pulled.
+                if is_index && !platform_complete(store, &child, &kind).await? {
                     continue;
                 }
                 blob.gc_labels.insert(label, child.digest.to_string());

@@ -1,0 +1,257 @@
+#!/usr/bin/env bash
+# `ipcs export` / `ipcs import`: images carried between two separate stacks as one CAR
+# file, with no network between them.
+#
+#   integration/car.sh
+#
+# Two stacks on this machine, each Kubo (offline: no peering, no network at all) + ipcs +
+# containerd 2.x (integration/containerd-node.sh); nothing connects them but the CAR file.
+# Node A gets the test images small and multi (they share the busybox base layer) with
+# `ctr images import` of their OCI layouts, no registry.
+#   a. A: ipcs export small multi -o images.car; the CAR holds each block once (parsed
+#      here), every blob of both images; its size is printed and compared to the sum of
+#      the blobs (overhead bounded)
+#   b. B: a CAR with one byte flipped is refused with a clear error; B keeps no blob, no
+#      pin, no image
+#   c. B: a truncated CAR: the same
+#   d. B: a well-formed CAR whose index lists one blob under a wrong digest (built with
+#      Kubo on A): the blobs adopted before the bad one are undone; nothing remains
+#   e. B: ipcs import images.car: ctr images ls shows both, B's ipcs holds exactly the
+#      CAR's blobs (A's CIDs), each pinned under B's store name, the CAR's root pin gone
+#   f. B: ctr run of small and of multi (unpack + run) prints their known lines
+#   g. B: importing the same CAR again adopts nothing and changes nothing
+# One TAP-like line per check; the last line is `car: N passed, M failed`.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+# shellcheck source=integration/lib.sh
+. "$root/integration/lib.sh"
+TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
+IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
+IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
+IPFS="$TOOLS/bin/ipfs"
+NS=car
+SMALL=example.com/ipcs/small:v1
+MULTI=example.com/ipcs/multi:v1
+
+started_at=$(date +%s%N)
+exec 8>&1 9>&2
+work=$(mktemp -d /tmp/ipcs-car-XXXXXX)
+logs="$work/logs"; mkdir -p "$logs"
+passed=0 failed=0 setup_done=0 all_run=0 last_log=""
+declare -A IPCS_PID=() API=()
+
+ctr()   { local n=$1; shift; timeout -k 10 120 "$work/$n/containerd/ctr" -n "$NS" "$@" 2>/dev/null; }
+ipfs()  { local n=$1; shift; timeout -k 5 60 "$IPFS" --api "$(kubo_maddr "${API[$n]}")" "$@"; }
+blobs() { timeout -k 5 60 "$IPCS" blobs --socket "$work/$1/ipcs.sock"; }
+cli()   { local n=$1; shift; timeout -k 5 300 "$IPCS" "$@" --socket "$work/$n/ipcs.sock" \
+            --containerd-socket "$work/$n/containerd/containerd.sock" -n "$NS"; }
+
+diagnostics() {
+  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
+    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
+  fi
+  local n
+  for n in a b; do
+    [ -f "$work/$n/ipcs.log" ] && { say "--- ipcs $n log (last 8 lines)"; tail -n 8 "$work/$n/ipcs.log" | indent; }
+  done
+  return 0
+}
+
+ipcs_start() {
+  local n=$1 d="$work/$1" _
+  "$IPCS" serve --socket "$d/ipcs.sock" --data-dir "$d/data" --kubo-api "${API[$n]}" \
+    </dev/null >/dev/null 2>>"$d/ipcs.log" 8>&- 9>&- &
+  IPCS_PID[$n]=$!
+  for _ in $(seq 1 300); do [ -S "$d/ipcs.sock" ] && blobs "$n" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  return 1
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  exec >&8 2>&9
+  trap - EXIT INT TERM
+  local n _
+  for n in a b; do
+    timeout 120 "$root/integration/containerd-node.sh" stop "$work/$n/containerd" >/dev/null 2>&1
+    if [ -n "${IPCS_PID[$n]:-}" ]; then
+      kill "${IPCS_PID[$n]}" 2>/dev/null
+      for _ in $(seq 1 100); do kill -0 "${IPCS_PID[$n]}" 2>/dev/null || break; sleep 0.1; done
+      kill -9 "${IPCS_PID[$n]}" 2>/dev/null
+    fi
+    timeout 60 "$root/scripts/kubo-node.sh" stop "$work/$n/kubo" >/dev/null 2>&1
+  done
+  finish_run "car" "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# ---------------------------------------------------------------------------------- setup
+for b in "$IPCS" "$IPFS"; do [ -x "$b" ] || { echo "missing $b (make setup build)" >&2; exit 1; }; done
+say "CAR export/import between two offline stacks (containerd $CONTAINERD2_VERSION), work dir $work"
+last_log="$logs/setup.log"
+timeout 1800 "$root/integration/images/build-images.sh" --only small,multi "$IMAGES" >>"$last_log" 2>&1
+for n in a b; do
+  mkdir -p "$work/$n"
+  API[$n]=$("$root/scripts/kubo-node.sh" start "$work/$n/kubo" --offline 2>>"$last_log" 8>&- 9>&-)
+  ipcs_start "$n"
+  timeout 120 "$root/integration/containerd-node.sh" start "$work/$n/containerd" --version 2 \
+    --content-socket "$work/$n/ipcs.sock" >/dev/null 2>>"$last_log" 8>&- 9>&-
+done
+for img in small multi; do
+  tar -C "$IMAGES/$img" -cf "$work/$img.tar" .
+  ctr a images import --no-unpack --base-name "example.com/ipcs/$img" "$work/$img.tar" >>"$last_log"
+done
+ctr a images ls -q | grep -x "$SMALL" >/dev/null
+ctr a images ls -q | grep -x "$MULTI" >/dev/null
+B_PIN_NAME="ipcs:$(cat "$work/b/data/store-id")"
+setup_done=1
+
+# Pins of B's Kubo: every recursive pin, "CID NAME".
+b_pins() { ipfs b pin ls --type recursive --names | awk '{ print $1, $3 }' | sort; }
+# B must hold nothing of the images: no blob, no named or root pin, no image.
+b_is_empty() {
+  local out
+  out=$(blobs b) || { say "ipcs blobs failed"; return 1; }
+  [ -z "$out" ] || { say "B's ipcs holds blobs:"; echo "$out" | indent; return 1; }
+  out=$(b_pins | grep -v "^$EMPTY_DIR " || true)
+  [ -z "$out" ] || { say "B's Kubo still pins:"; echo "$out" | indent; return 1; }
+  out=$(ctr b images ls -q)
+  [ -z "$out" ] || { say "B's containerd has images: $out"; return 1; }
+}
+# Kubo's init pins the empty directory; it is nobody's import.
+EMPTY_DIR=QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
+
+# -------------------------------------------------------------------------------- checks
+check_export() {
+  logged export cli a export "$SMALL" "$MULTI" -o "$work/images.car" || return 1
+  local line; line=$(grep '^export:' "$last_log") || return 1
+  say "$line"
+  [ ! -e "$work/images.car.partial" ] || { say "partial file left"; return 1; }
+  BLOB_BYTES=$(sed -n 's/.* blob_bytes=\([0-9]*\).*/\1/p' <<<"$line")
+  CAR_ROOT=$(sed -n 's/.* root=\([a-z0-9]*\).*/\1/p' <<<"$line")
+  blobs a | awk '{ print $1, $2, $3 }' | sort >"$work/a.blobs"
+  python3 - "$work/images.car" "$work/a.blobs" "$BLOB_BYTES" <<'PY' >"$logs/car-parse.log" 2>&1 || { cat "$logs/car-parse.log" | indent; return 1; }
+import sys, hashlib
+car, blobs_file, blob_bytes = sys.argv[1], sys.argv[2], int(sys.argv[3])
+data = open(car, "rb").read()
+def varint(b, i):
+    v = s = 0
+    while True:
+        x = b[i]; i += 1; v |= (x & 0x7f) << s; s += 7
+        if not x & 0x80: return v, i
+n, i = varint(data, 0); i += n                      # the header (dag-cbor, roots)
+cids, raw_bytes, blocks = set(), 0, 0
+while i < len(data):
+    n, j = varint(data, i); end = j + n
+    assert data[j] == 1, "CIDv1 expected"
+    codec, k = varint(data, j + 1)
+    mh_code, k = varint(data, k); mh_len, k = varint(data, k)
+    digest = data[k:k + mh_len]; body = data[k + mh_len:end]
+    assert hashlib.sha256(body).digest() == digest, "block does not match its CID"
+    cid = data[j:k + mh_len]
+    assert cid not in cids, "a block is in the CAR twice"
+    cids.add(cid); blocks += 1
+    if codec == 0x55: raw_bytes += len(body)
+    i = end
+over = len(data) - blob_bytes
+print(f"car_bytes={len(data)} blob_bytes={blob_bytes} blocks={blocks} raw_leaf_bytes={raw_bytes} "
+      f"overhead={over} ({100.0 * over / blob_bytes:.2f}%)")
+# Raw leaves carry the blobs' bytes (a leaf shared by two blobs once): never more.
+assert raw_bytes <= blob_bytes
+assert blob_bytes <= len(data) <= blob_bytes * 1.02 + 64 * 1024, "CAR much larger than its blobs"
+PY
+  say "$(cat "$logs/car-parse.log")"
+  # The CAR's index: blobs A holds, under the same CIDs (check e: B ends with exactly these).
+  ipfs a dag get "$CAR_ROOT" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+for b in d["blobs"]: print(b["digest"], b["dag"]["/"], b["size"])' | sort >"$work/car.blobs"
+  [ -n "$(comm -23 "$work/car.blobs" "$work/a.blobs")" ] && { say "index names blobs A lacks"; return 1; }
+  say "$(wc -l <"$work/car.blobs") blobs, $BLOB_BYTES bytes, all in the index"
+}
+
+# import_refused NAME FILE: the import fails with a clear message and B stays empty.
+import_refused() {
+  local name=$1 file=$2
+  if logged "import-$name" cli b import "$file"; then say "import of a $name CAR succeeded"; return 1; fi
+  say "error: $(tail -n 1 "$last_log")"
+  grep -Eq "$3" "$last_log" || { say "unclear error"; return 1; }
+  grep -q 'nothing was imported' "$last_log" || return 1
+  b_is_empty
+}
+
+check_flipped() {
+  cp "$work/images.car" "$work/flipped.car"
+  # A byte in the middle of the file: inside a layer's data block.
+  local at=$(( $(stat -c %s "$work/flipped.car") / 2 ))
+  local old; old=$(od -An -tu1 -j "$at" -N1 "$work/flipped.car" | tr -d ' ')
+  printf "\\$(printf '%03o' $(( (old + 1) % 256 )))" | dd of="$work/flipped.car" bs=1 seek="$at" conv=notrunc 2>/dev/null
+  cmp -s "$work/images.car" "$work/flipped.car" && { say "flip did not change the file"; return 1; }
+  import_refused flipped "$work/flipped.car" 'corrupted or truncated.*(integrity|mismatch)'
+}
+
+check_truncated() {
+  head -c $(( $(stat -c %s "$work/images.car") * 2 / 3 )) "$work/images.car" >"$work/truncated.car"
+  import_refused truncated "$work/truncated.car" 'corrupted or truncated.*(EOF|unexpected)'
+}
+
+check_wrong_digest() {
+  # A valid CAR (every block matches its CID) whose index claims one more blob: the bytes
+  # of small's biggest layer under a digest they do not have. It comes last, so blobs
+  # adopted before it must be undone.
+  local doc evil_root
+  doc=$(ipfs a dag get "$CAR_ROOT" | python3 -c '
+import json, sys
+d = json.load(sys.stdin)
+big = max(d["blobs"], key=lambda b: b["size"])
+d["blobs"].append({"digest": "sha256:" + "ab" * 32, "size": big["size"], "mediaType": big["mediaType"], "dag": big["dag"]})
+print(json.dumps(d))')
+  evil_root=$(echo "$doc" | ipfs a dag put --input-codec dag-json --store-codec dag-cbor) || return 1
+  ipfs a dag export "$evil_root" >"$work/evil.car" 2>/dev/null || return 1
+  import_refused wrong-digest "$work/evil.car" 'does not match its digest' || return 1
+  grep -q "undoing it" "$work/b/ipcs.log" || { say "ipcs did not log the undo"; return 1; }
+  say "$(grep 'undoing it' "$work/b/ipcs.log" | tail -n 1 | sed 's/.*WARN //')"
+}
+
+check_import() {
+  logged import cli b import "$work/images.car" || return 1
+  say "$(grep '^import:' "$last_log")"
+  local imgs; imgs=$(ctr b images ls -q | sort | tr '\n' ' ')
+  [ "$imgs" = "$MULTI $SMALL " ] || { say "B's images: $imgs"; return 1; }
+  blobs b | awk '{ print $1, $2, $3 }' | sort >"$work/b.blobs"
+  diff "$work/car.blobs" "$work/b.blobs" >/dev/null || { say "B's blobs differ from the CAR's"; return 1; }
+  local cid want=0 named=0
+  while read -r _ cid _; do
+    want=$((want + 1))
+    b_pins | grep -x "$cid $B_PIN_NAME" >/dev/null && named=$((named + 1))
+  done <"$work/b.blobs"
+  [ "$named" = "$want" ] || { say "$named of $want blobs pinned as $B_PIN_NAME"; return 1; }
+  b_pins | grep "^$CAR_ROOT " >/dev/null && { say "the CAR root is still pinned"; return 1; }
+  say "$want blobs on B, each pinned as $B_PIN_NAME; no root pin left"
+}
+
+check_run() {
+  logged run-small ctr b run --rm "$SMALL" "car-small-$RANDOM" || return 1
+  grep -qx 'ipcs test image: small v1' "$last_log" || return 1
+  logged run-multi ctr b run --rm "$MULTI" "car-multi-$RANDOM" || return 1
+  grep -qx 'ipcs test image: multi v1' "$last_log" || return 1
+  say "ctr run printed: $(grep -x 'ipcs test image: .*' "$logs/run-small.log") / $(grep -x 'ipcs test image: .*' "$last_log")"
+}
+
+check_again() {
+  logged import-again cli b import "$work/images.car" || return 1
+  grep -q '^import: .* adopted=0 ' "$last_log" || { say "$(grep '^import:' "$last_log")"; return 1; }
+  blobs b | awk '{ print $1, $2, $3 }' | sort | diff - "$work/b.blobs" >/dev/null
+}
+
+check "a. A: export small + multi to one CAR; each block once; size vs the blobs"      check_export
+check "b. B: a CAR with a flipped byte is refused; nothing remains on B"                 check_flipped
+check "c. B: a truncated CAR is refused; nothing remains on B"                           check_truncated
+check "d. B: a blob under a wrong digest undoes the whole import; nothing remains"       check_wrong_digest
+check "e. B: import; ctr images ls shows both; same blobs and CIDs, pinned by name"      check_import
+check "f. B: ctr run of small and multi (unpacked from the imported blobs)"              check_run
+check "g. B: importing the same CAR again adopts nothing"                                check_again
+all_run=1
