@@ -271,9 +271,20 @@ async fn fsck(a: FsckArgs) -> ExitCode {
                 repair: a.repair,
                 verify: a.verify,
             };
-            ipcs::fsck::run(&config, opts)
-                .await
-                .map_err(|e| e.to_string())
+            // Reading every DAG back takes a while: a bar on a terminal.
+            let bar = ipcs::cli::progress::bytes("verify", 0);
+            let shown = bar.clone();
+            let r = if a.verify {
+                let progress: ipcs::fsck::Progress = std::sync::Arc::new(move |done, total| {
+                    shown.set_length(total);
+                    shown.set_position(done);
+                });
+                ipcs::fsck::run_with_progress(&config, opts, progress).await
+            } else {
+                ipcs::fsck::run(&config, opts).await
+            };
+            bar.finish_and_clear();
+            r.map_err(|e| e.to_string())
         }
     };
     let r = match report {

@@ -167,12 +167,25 @@ struct Fsck {
     backend: Arc<dyn BlobBackend>,
     opts: FsckOptions,
     report: FsckReport,
+    progress: Option<Progress>,
 }
+
+/// Told (bytes of blobs checked, bytes of all blobs) as `--verify` reads DAGs back.
+pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Checks (and with `opts.repair`, repairs) the store in `config.data_dir` against its
 /// Kubo node.
 pub async fn run(config: &Config, opts: FsckOptions) -> Result<FsckReport, StoreError> {
     check(config, None, opts).await
+}
+
+/// `run`, telling `progress` how far the DAG verification has come.
+pub async fn run_with_progress(
+    config: &Config,
+    opts: FsckOptions,
+    progress: Progress,
+) -> Result<FsckReport, StoreError> {
+    check_with(config, None, opts, Some(progress)).await
 }
 
 /// `run` over `backend` (the fake, in unit tests), or over Kubo when `None`. The index
@@ -181,6 +194,15 @@ pub async fn check(
     config: &Config,
     backend: Option<Arc<dyn BlobBackend>>,
     opts: FsckOptions,
+) -> Result<FsckReport, StoreError> {
+    check_with(config, backend, opts, None).await
+}
+
+async fn check_with(
+    config: &Config,
+    backend: Option<Arc<dyn BlobBackend>>,
+    opts: FsckOptions,
+    progress: Option<Progress>,
 ) -> Result<FsckReport, StoreError> {
     let paths = DataPaths::new(&config.data_dir);
     let p = paths.clone();
@@ -219,6 +241,7 @@ pub async fn check(
             pin_name: backend.pin_name().to_string(),
             ..Default::default()
         },
+        progress,
     };
     f.run().await?;
     Ok(f.report)
@@ -285,11 +308,16 @@ impl Fsck {
         })
         .await?;
         self.report.blobs = records.len() as u64;
+        let (total, mut done) = (records.iter().map(|r| r.size).sum::<u64>(), 0);
         for rec in &records {
             if !pins.contains_key(&rec.cid) {
                 self.unpinned(rec).await?;
             } else if self.opts.verify {
                 self.verify_dag(rec).await?;
+            }
+            done += rec.size;
+            if let Some(p) = &self.progress {
+                p(done, total);
             }
         }
         // Referenced CIDs as they are after the repairs above (a re-import may have moved
