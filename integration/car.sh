@@ -20,6 +20,8 @@
 #      CAR's blobs (A's CIDs), each pinned under B's store name, the CAR's root pin gone
 #   f. B: ctr run of small and of multi (unpack + run) prints their known lines
 #   g. B: importing the same CAR again adopts nothing and changes nothing
+#   h. B: with ipcs stopped, `ipcs fsck --verify` finds B's store clean (every DAG read back
+#      and hashed, every pin accounted for)
 # One TAP-like line per check; the last line is `car: N passed, M failed`.
 set -euo pipefail
 
@@ -247,6 +249,18 @@ check_again() {
   blobs b | awk '{ print $1, $2, $3 }' | sort | diff - "$work/b.blobs" >/dev/null
 }
 
+check_fsck() {
+  kill "${IPCS_PID[b]}" 2>/dev/null
+  local _
+  for _ in $(seq 1 100); do kill -0 "${IPCS_PID[b]}" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "${IPCS_PID[b]}" 2>/dev/null && return 1
+  IPCS_PID[b]=""
+  logged fsck timeout -k 5 300 "$IPCS" fsck --verify --data-dir "$work/b/data" --kubo-api "${API[b]}" || return 1
+  local line; line=$(grep '^fsck:' "$last_log")
+  say "$line"
+  grep -E '^fsck: blobs=[1-9][0-9]* .* verified=[1-9][0-9]* found=0 .*remaining=0 unexpected=0' "$last_log" >/dev/null
+}
+
 check "a. A: export small + multi to one CAR; each block once; size vs the blobs"      check_export
 check "b. B: a CAR with a flipped byte is refused; nothing remains on B"                 check_flipped
 check "c. B: a truncated CAR is refused; nothing remains on B"                           check_truncated
@@ -254,4 +268,5 @@ check "d. B: a blob under a wrong digest undoes the whole import; nothing remain
 check "e. B: import; ctr images ls shows both; same blobs and CIDs, pinned by name"      check_import
 check "f. B: ctr run of small and multi (unpacked from the imported blobs)"              check_run
 check "g. B: importing the same CAR again adopts nothing"                                check_again
+check "h. B: ipcs fsck --verify finds the imported store clean"                          check_fsck
 all_run=1
