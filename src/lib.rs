@@ -8,7 +8,8 @@
 //! - `store`: the content core, owning two seams: `backend::BlobBackend` and
 //!   `store::hooks::Distribution`;
 //! - `data` (data dir layout, blob cache), `backend` (the Kubo backend), `index` (redb);
-//! - `differ` (containerd's Diff service's Apply) sits beside the faces, over `store`;
+//! - `differ` (containerd's Diff service's Apply) and `ipfs_push` (nerdctl's `ipfs://`
+//!   format written from the store) sit beside the faces, over `store`;
 //! - leaves: `ipfs` (Kubo's HTTP client), `endpoint`, `filter`, `digest`, `cid`, `config`.
 pub mod backend;
 pub mod cid;
@@ -21,6 +22,7 @@ pub mod filter;
 pub mod fsck;
 pub mod index;
 pub mod ipfs;
+pub mod ipfs_push;
 pub mod mirror;
 pub mod node;
 pub mod peer;

@@ -1,8 +1,10 @@
-//! ipcs's admin service: digest → CID listings and store statistics for the CLI.
+//! ipcs's admin service: digest → CID listings, store statistics and nerdctl-format
+//! exports (`ipfs_push`) for the CLI.
 use crate::server::proto::admin::{self, admin_server::Admin};
 use crate::server::status::to_status;
 use crate::server::{batches, ResponseStream};
-use crate::store::ContentStore;
+use crate::ipfs_push::{self, PlatformMatch};
+use crate::store::{ContentStore, StoreError};
 use tonic::{Request, Response, Status};
 
 pub struct AdminService {
@@ -56,6 +58,23 @@ impl Admin for AdminService {
             kubo_api: self.store.backend().address().to_string(),
             kubo_version,
             kubo_error,
+        }))
+    }
+
+    async fn ipfs_push(
+        &self,
+        req: Request<admin::IpfsPushRequest>,
+    ) -> Result<Response<admin::IpfsPushResponse>, Status> {
+        let r = req.into_inner();
+        let platforms = PlatformMatch::new(r.all_platforms, &r.platforms)
+            .map_err(|e| to_status(StoreError::InvalidArgument(e)))?;
+        let out = ipfs_push::push(&self.store, r.root_descriptor_json.as_bytes(), &platforms)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(admin::IpfsPushResponse {
+            cid: out.cid,
+            root_descriptor_json: String::from_utf8_lossy(&out.root_json).into_owned(),
+            written: out.written as u32,
         }))
     }
 }
