@@ -51,16 +51,32 @@ pub async fn push(
     let mut run = Run {
         store,
         platforms,
-        written: 0,
+        written: Vec::new(),
     };
-    let converted = run.convert(root, 0).await?;
-    let root_json = converted.to_go_json();
-    let cid = run.put(&root_json).await?;
-    Ok(Pushed {
-        cid,
-        root_json,
-        written: run.written,
-    })
+    let result = async {
+        let converted = run.convert(root, 0).await?;
+        let root_json = converted.to_go_json();
+        let cid = run.put(&root_json).await?;
+        Ok::<_, StoreError>((cid, root_json))
+    }
+    .await;
+    match result {
+        Ok((cid, root_json)) => Ok(Pushed {
+            cid,
+            root_json,
+            written: run.written.len(),
+        }),
+        Err(e) => {
+            // A failed export leaves nothing of its own behind (blobs that were there
+            // before it are not touched).
+            for d in &run.written {
+                if let Err(de) = store.delete(d).await {
+                    tracing::warn!(digest = %d, error = %de, "ipfs-push: could not remove a blob of a failed export");
+                }
+            }
+            Err(e)
+        }
+    }
 }
 
 /// containerd's `ConvertDockerMediaTypeToOCI`.
@@ -92,7 +108,8 @@ fn is_docker(mt: &str) -> bool {
 struct Run<'a> {
     store: &'a ContentStore,
     platforms: &'a PlatformMatch,
-    written: usize,
+    /// Blobs this export stored (not those already there).
+    written: Vec<Digest>,
 }
 
 impl Run<'_> {
@@ -240,10 +257,10 @@ impl Run<'_> {
             labels: BTreeMap::new(),
         };
         match w.handle(commit).await {
-            Ok(_) | Err(StoreError::AlreadyExists(_)) => {}
+            Ok(_) => self.written.push(digest.clone()),
+            Err(StoreError::AlreadyExists(_)) => {}
             Err(e) => return Err(e),
         }
-        self.written += 1;
         Ok(digest)
     }
 }

@@ -29,6 +29,16 @@ fn desc(mt: &str, data: &[u8]) -> String {
     )
 }
 
+async fn listed(store: &crate::store::ContentStore) -> Vec<String> {
+    let mut rx = store.list(&[]).unwrap();
+    let mut out = Vec::new();
+    while let Some(batch) = rx.recv().await {
+        out.extend(batch.unwrap().into_iter().map(|i| i.digest.to_string()));
+    }
+    out.sort();
+    out
+}
+
 async fn read(store: &crate::store::ContentStore, digest: &str) -> Vec<u8> {
     testkit::read_all(store, &digest.parse().unwrap())
         .await
@@ -137,11 +147,19 @@ async fn an_index_keeps_the_chosen_platforms_and_none_left_is_null() {
         .unwrap()
         .contains(r#""layers":[]"#));
 
-    // all platforms: the missing arm64 manifest is an error naming it
+    // all platforms: the missing arm64 manifest is an error naming it, and the amd64
+    // manifest rewritten before it failed is not left behind
+    let before = listed(&store).await;
     let err = push(&store, root.as_bytes(), &PlatformMatch::All)
         .await
         .unwrap_err();
     assert!(matches!(err, StoreError::NotFound(_)), "{err:?}");
+    assert!(err.to_string().contains("sha256:1111"), "{err}");
+    assert_eq!(
+        listed(&store).await,
+        before,
+        "a failed export leaves nothing"
+    );
 
     // nothing kept: Go writes `"manifests":null`
     let s390 = PlatformMatch::new(false, &["linux/s390x".into()]).unwrap();

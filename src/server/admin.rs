@@ -1,9 +1,9 @@
 //! ipcs's admin service: digest → CID listings, store statistics and nerdctl-format
 //! exports (`ipfs_push`) for the CLI.
+use crate::ipfs_push::{self, PlatformMatch};
 use crate::server::proto::admin::{self, admin_server::Admin};
 use crate::server::status::to_status;
 use crate::server::{batches, ResponseStream};
-use crate::ipfs_push::{self, PlatformMatch};
 use crate::store::{ContentStore, StoreError};
 use tonic::{Request, Response, Status};
 
