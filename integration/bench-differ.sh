@@ -59,7 +59,7 @@ ctr() { local t="$1"; shift; timeout -k 10 "$t" "$cd_dir/ctr" -n "$NS" "$@"; }
 
 node_stop() {
   [ -z "$cd_dir" ] || timeout 120 "$root/integration/containerd-node.sh" stop "$cd_dir" >/dev/null 2>&1 || true
-  if [ -n "$ipcs_pid" ]; then kill "$ipcs_pid" 2>/dev/null || true; wait "$ipcs_pid" 2>/dev/null || true; fi
+  stop_pid "$ipcs_pid"
   [ -z "$kubo_dir" ] || timeout 60 "$root/scripts/kubo-node.sh" stop "$kubo_dir" >/dev/null 2>&1 || true
   cd_dir="" ipcs_pid="" kubo_dir=""
 }
@@ -73,14 +73,9 @@ node_start() {
     kubo_dir="$d/kubo"
     api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --swarm "$(free_port)" 2>>"$logs/kubo.log" 8>&- 9>&-)
     mkdir -p "$d/ipcs"
-    "$IPCS" serve --socket "$d/ipcs/ipcs.sock" --data-dir "$d/ipcs/data" --kubo-api "$api" \
-      </dev/null >/dev/null 2>>"$d/ipcs/ipcs.log" 8>&- 9>&- &
-    ipcs_pid=$!
-    for _ in $(seq 1 300); do
-      [ -S "$d/ipcs/ipcs.sock" ] && timeout 10 "$IPCS" blobs --socket "$d/ipcs/ipcs.sock" >/dev/null 2>&1 && break
-      kill -0 "$ipcs_pid" 2>/dev/null || { log "ipcs exited"; tail -n 20 "$d/ipcs/ipcs.log" >&2; return 1; }
-      sleep 0.1
-    done
+    start_ipcs --bin "$IPCS" --socket "$d/ipcs/ipcs.sock" --data "$d/ipcs/data" --log "$d/ipcs/ipcs.log" \
+      --kubo "$api" || { log "ipcs did not start"; return 1; }
+    ipcs_pid=$IPCS_STARTED_PID
     cd_dir="$d/cd"
     env "${env[@]}" timeout 120 "$root/integration/containerd-node.sh" start "$cd_dir" --version 2 \
       --content-socket "$d/ipcs/ipcs.sock" "${differ_opts[@]}" >/dev/null 2>>"$logs/containerd.log" 8>&- 9>&-

@@ -69,13 +69,6 @@ diagnostics() {
   grep -E 'level=(warn|error|fatal)' "$cd_dir/containerd.log" 2>/dev/null | tail -n 10 | indent || true
 }
 
-stop_pid() {  # stop_pid PID: TERM, KILL after 10 s
-  [ -n "$1" ] || return 0
-  kill -TERM "$1" 2>/dev/null || true
-  local _
-  for _ in $(seq 1 100); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
-  kill -KILL "$1" 2>/dev/null || true
-}
 
 cleanup() {
   local rc=$?
@@ -117,11 +110,8 @@ api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline \
 multiaddr=$(kubo_maddr "$api")
 
 last_log="$ipcs_log"
-"$IPCS" serve --socket "$sock" --data-dir "$work/ipcs/data" --kubo-api "$api" \
-  </dev/null >/dev/null 2>>"$ipcs_log" 8>&- 9>&- &
-ipcs_pid=$!
-for _ in $(seq 1 300); do [ -S "$sock" ] && blobs >/dev/null 2>&1 && break; sleep 0.1; done
-blobs >/dev/null
+start_ipcs --bin "$IPCS" --socket "$sock" --data "$work/ipcs/data" --log "$ipcs_log" --kubo "$api"
+ipcs_pid=$IPCS_STARTED_PID
 
 last_log="$logs/setup-containerd.log"
 # RUN steps: containerd starts the shim it finds first on PATH; Debian's 1.6 shim in

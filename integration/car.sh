@@ -61,12 +61,9 @@ diagnostics() {
 }
 
 ipcs_start() {
-  local n=$1 d="$work/$1" _
-  "$IPCS" serve --socket "$d/ipcs.sock" --data-dir "$d/data" --kubo-api "${API[$n]}" \
-    </dev/null >/dev/null 2>>"$d/ipcs.log" 8>&- 9>&- &
-  IPCS_PID[$n]=$!
-  for _ in $(seq 1 300); do [ -S "$d/ipcs.sock" ] && blobs "$n" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  return 1
+  local n=$1 d="$work/$1"
+  start_ipcs --bin "$IPCS" --socket "$d/ipcs.sock" --data "$d/data" --log "$d/ipcs.log" --kubo "${API[$n]}"
+  IPCS_PID[$n]=$IPCS_STARTED_PID
 }
 
 cleanup() {
@@ -74,14 +71,10 @@ cleanup() {
   set +e
   exec >&8 2>&9
   trap - EXIT INT TERM
-  local n _
+  local n
   for n in a b; do
     timeout 120 "$root/integration/containerd-node.sh" stop "$work/$n/containerd" >/dev/null 2>&1
-    if [ -n "${IPCS_PID[$n]:-}" ]; then
-      kill "${IPCS_PID[$n]}" 2>/dev/null
-      for _ in $(seq 1 100); do kill -0 "${IPCS_PID[$n]}" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "${IPCS_PID[$n]}" 2>/dev/null
-    fi
+    stop_pid "${IPCS_PID[$n]:-}" TERM 10
     timeout 60 "$root/scripts/kubo-node.sh" stop "$work/$n/kubo" >/dev/null 2>&1
   done
   finish_run "car" "$rc"
@@ -98,7 +91,7 @@ timeout 1800 "$root/integration/images/build-images.sh" --only small,multi "$IMA
 for n in a b; do
   mkdir -p "$work/$n"
   API[$n]=$("$root/scripts/kubo-node.sh" start "$work/$n/kubo" --offline 2>>"$last_log" 8>&- 9>&-)
-  ipcs_start "$n"
+  ipcs_start "$n" 2>>"$last_log"
   timeout 120 "$root/integration/containerd-node.sh" start "$work/$n/containerd" --version 2 \
     --content-socket "$work/$n/ipcs.sock" >/dev/null 2>>"$last_log" 8>&- 9>&-
 done
@@ -250,10 +243,7 @@ check_again() {
 }
 
 check_fsck() {
-  kill "${IPCS_PID[b]}" 2>/dev/null
-  local _
-  for _ in $(seq 1 100); do kill -0 "${IPCS_PID[b]}" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "${IPCS_PID[b]}" 2>/dev/null && return 1
+  stop_pid "${IPCS_PID[b]}" TERM 10
   IPCS_PID[b]=""
   logged fsck timeout -k 5 300 "$IPCS" fsck --verify --data-dir "$work/b/data" --kubo-api "${API[b]}" || return 1
   local line; line=$(grep '^fsck:' "$last_log")

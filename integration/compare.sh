@@ -51,13 +51,8 @@ cleanup() {
   set +e
   exec >&8 2>&9
   trap - EXIT INT TERM
-  local _
   timeout 120 "$root/integration/containerd-node.sh" stop "$work/containerd" >/dev/null 2>&1
-  if [ -n "$IPCS_PID" ]; then
-    kill "$IPCS_PID" 2>/dev/null
-    for _ in $(seq 1 100); do kill -0 "$IPCS_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$IPCS_PID" 2>/dev/null
-  fi
+  stop_pid "$IPCS_PID" TERM 10
   timeout 60 "$root/scripts/kubo-node.sh" stop "$work/kubo" >/dev/null 2>&1
   finish_run "compare" "$rc"
 }
@@ -70,9 +65,9 @@ trap 'exit 143' TERM
 say "ipcs compare on images with known sharing, work dir $work"
 last_log="$logs/setup.log"
 API=$("$root/scripts/kubo-node.sh" start "$work/kubo" --offline 2>>"$last_log" 8>&- 9>&-)
-"$IPCS" serve --socket "$work/ipcs.sock" --data-dir "$work/data" --kubo-api "$API" \
-  </dev/null >/dev/null 2>>"$work/ipcs.log" 8>&- 9>&- &
-IPCS_PID=$!
+start_ipcs --bin "$IPCS" --socket "$work/ipcs.sock" --data "$work/data" --log "$work/ipcs.log" \
+  --kubo "$API" 2>>"$last_log"
+IPCS_PID=$IPCS_STARTED_PID
 timeout 120 "$root/integration/containerd-node.sh" start "$work/containerd" --version 2 \
   --content-socket "$work/ipcs.sock" >/dev/null 2>>"$last_log" 8>&- 9>&-
 

@@ -40,10 +40,9 @@ api=$("$root/scripts/kubo-node.sh" start "$work/kubo" --offline)
 echo "$api ($("$IPFS" version))"
 
 step "ipcs serve"
-"$IPCS" serve --socket "$work/ipcs/ipcs.sock" --data-dir "$work/ipcs/data" --kubo-api "$api" \
-  2>"$work/ipcs.log" &
-echo $! >"$work/ipcs.pid"
-for _ in $(seq 1 100); do [ -S "$work/ipcs/ipcs.sock" ] && break; sleep 0.1; done
+start_ipcs --bin "$IPCS" --socket "$work/ipcs/ipcs.sock" --data "$work/ipcs/data" --log "$work/ipcs.log" \
+  --kubo "$api"
+echo "$IPCS_STARTED_PID" >"$work/ipcs.pid"
 "$IPCS" status --socket "$work/ipcs/ipcs.sock"
 
 step "containerd $VERSION with ipcs as its content store"

@@ -57,7 +57,7 @@ differ_b="${DIFFER_B:-ipcs}"
 case "$differ_b" in ipcs|walking) ;; *) echo "DIFFER_B must be ipcs or walking" >&2; exit 2;; esac
 
 exec 8>&1 9>&2
-started_ns=$(date +%s%N)
+started_at=$(date +%s%N)
 work=$(mktemp -d /tmp/ipcs-differ-diff-XXXXXX)
 logs="$work/logs"; mkdir -p "$logs"
 kubo_dir="$work/kubo"; reg_dir="$work/registry"
@@ -79,19 +79,10 @@ diagnostics() {
 
 ctrn() { local n="$1" t="$2"; shift 2; timeout -k 5 "$t" "$work/cd$n/ctr" -n "$NS" "$@"; }
 
-start_ipcs() {  # start_ipcs A|B
+node_ipcs_start() {  # node_ipcs_start A|B
   local d="$work/ipcs$1"
-  mkdir -p "$d"
-  "$IPCS" serve --socket "$d/ipcs.sock" --data-dir "$d/data" --kubo-api "$api" \
-    </dev/null >/dev/null 2>>"$d/ipcs.log" 8>&- 9>&- &
-  ipcs_pid[$1]=$!
-  local _
-  for _ in $(seq 1 300); do
-    if [ -S "$d/ipcs.sock" ] && timeout 10 "$IPCS" blobs --socket "$d/ipcs.sock" >/dev/null 2>&1; then return 0; fi
-    kill -0 "${ipcs_pid[$1]}" 2>/dev/null || { tail -n 20 "$d/ipcs.log" >&2; return 1; }
-    sleep 0.1
-  done
-  return 1
+  start_ipcs --bin "$IPCS" --socket "$d/ipcs.sock" --data "$d/data" --log "$d/ipcs.log" --kubo "$api" || return 1
+  ipcs_pid[$1]=$IPCS_STARTED_PID
 }
 
 cleanup() {
@@ -103,21 +94,12 @@ cleanup() {
   for m in "${mounted[@]}"; do mountpoint -q "$m" && { umount "$m" 2>/dev/null || umount -l "$m"; }; done
   for n in A B; do "$root/integration/containerd-node.sh" stop "$work/cd$n" >/dev/null 2>&1; done
   for n in "${!ipcs_pid[@]}"; do
-    kill "${ipcs_pid[$n]}" 2>/dev/null; wait "${ipcs_pid[$n]}" 2>/dev/null
+    stop_pid "${ipcs_pid[$n]}"
   done
   "$root/scripts/kubo-node.sh" stop "$kubo_dir" >/dev/null 2>&1
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
   rmdir "$CANARY" 2>/dev/null   # only when empty: anything in it is evidence
-  if [ "$setup_done" != 1 ]; then
-    echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
-  elif [ "$all_run" != 1 ]; then
-    echo "not ok - run aborted before every check ran (exit status $rc)"; failed=$((failed + 1))
-  fi
-  say "total run time $(secs $(( ($(date +%s%N) - started_ns) / 1000000 ))) s"
-  if [ "$failed" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$work"; else say "work dir kept: $work"; fi
-  echo "differ-diff (node B: $differ_b differ): $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] || exit 1
-  exit 0
+  finish_run "differ-diff (node B: $differ_b differ)" "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -144,7 +126,7 @@ say "registry $reg: ${#all_images[@]} images pushed"
 last_log="$logs/kubo.log"
 api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
 last_log="$logs/ipcs-start.log"
-start_ipcs A 2>"$last_log"; start_ipcs B 2>"$last_log"
+node_ipcs_start A 2>"$last_log"; node_ipcs_start B 2>"$last_log"
 # The reference is containerd's own Go decompressor: with unpigz on PATH the walking differ
 # inflates gzip through it, and unpigz accepts what Go's gzip refuses (e.g. garbage after the
 # last member, hx-gzip-trailing-garbage). DIFF_PIGZ=1 keeps unpigz (and shows that).
@@ -167,7 +149,7 @@ for n in A B; do canaries+=("$work/cd$n/ipcs-differ-canary" "$work/cd$n/root/ipc
 for c in "${canaries[@]}"; do mkdir -p "$c"; done
 [ -e /ipcs-differ-canary ] && { echo "/ipcs-differ-canary exists before the test: remove it" >&2; exit 1; }
 setup_done=1
-say "setup done in $(secs $(( ($(date +%s%N) - started_ns) / 1000000 ))) s"
+say "setup done in $(secs $(( ($(date +%s%N) - started_at) / 1000000 ))) s"
 
 # ------------------------------------------------------------------------------ helpers
 # chain IDs of an image's layers, bottom first, from its OCI layout
@@ -251,7 +233,7 @@ compare_image() {
   if ! mount_top B "$sn" "${chains[-1]}" "$work/mntB"; then view_key=$keyA; unmount_top A "$sn" "$work/mntA"; return 1; fi
   local keyB=$view_key rc=0
   args+=("$img/$sn/rootfs" "$work/mntA" "$work/mntB")
-  python3 "$COMPARE" trees --volatile-after "$started_ns" "${args[@]}" >"$logs/compare-$img-$sn.log" 2>&1 || rc=$?
+  python3 "$COMPARE" trees --volatile-after "$started_at" "${args[@]}" >"$logs/compare-$img-$sn.log" 2>&1 || rc=$?
   view_key=$keyA; unmount_top A "$sn" "$work/mntA"
   view_key=$keyB; unmount_top B "$sn" "$work/mntB"
   last_log="$logs/compare-$img-$sn.log"
@@ -373,7 +355,7 @@ check_selftest() {
     c=${chains[$((i - 1))]}
     da=$(snap_dir A "$sn" "$c") && db=$(snap_dir B "$sn" "$c") || return 1
     last_log="$logs/selftest-$sn.log"
-    python3 "$COMPARE" selftest --volatile-after "$started_ns" --min-mutations "$min" "$da" "$db" >"$last_log" 2>&1 || rc=1
+    python3 "$COMPARE" selftest --volatile-after "$started_at" --min-mutations "$min" "$da" "$db" >"$last_log" 2>&1 || rc=1
     say "dt-gzip $sn layer $i:"; indent <"$last_log"
   done
   return $rc

@@ -44,7 +44,7 @@ PULL_TIMEOUT=300
 KNOWN_1M=13f9e22e8fea9a1130f3ad4cb83d3caa2239c8e21ebbc9722a2b4cfd24a89ee0
 
 exec 8>&1 9>&2
-started_ns=$(date +%s%N)
+started_at=$(date +%s%N)
 work=$(mktemp -d /tmp/ipcs-differ-e2e-XXXXXX)
 logs="$work/logs"; mkdir -p "$logs"
 sock="$work/ipcs/ipcs.sock"; ipcs_log="$work/ipcs.log"
@@ -64,18 +64,9 @@ diagnostics() {
   grep -E 'level=(error|fatal)' "$cd_dir/containerd.log" 2>/dev/null | tail -n 8 | cut -c1-300 | indent || true
 }
 
-start_ipcs() {
-  "$IPCS" serve --socket "$sock" --data-dir "$work/ipcs/data" --kubo-api "$api" \
-    </dev/null >/dev/null 2>>"$ipcs_log" 8>&- 9>&- &
-  ipcs_pid=$!
-  disown "$ipcs_pid"
-  local _
-  for _ in $(seq 1 300); do
-    [ -S "$sock" ] && timeout 10 "$IPCS" blobs --socket "$sock" >/dev/null 2>&1 && return 0
-    kill -0 "$ipcs_pid" 2>/dev/null || { tail -n 20 "$ipcs_log" >&2; return 1; }
-    sleep 0.1
-  done
-  return 1
+ipcs_up() {
+  start_ipcs --bin "$IPCS" --socket "$sock" --data "$work/ipcs/data" --log "$ipcs_log" --kubo "$api" || return 1
+  ipcs_pid=$IPCS_STARTED_PID
 }
 kill_ipcs() { [ -z "$ipcs_pid" ] || { kill -KILL "$ipcs_pid" 2>/dev/null || true; ipcs_pid=""; }; }
 
@@ -87,16 +78,10 @@ cleanup() {
   [ -z "$bg_pid" ] || { kill "$bg_pid" 2>/dev/null; wait "$bg_pid" 2>/dev/null; }
   for m in "$mnt"/*; do mountpoint -q "$m" 2>/dev/null && { umount "$m" || umount -l "$m"; }; done
   "$root/integration/containerd-node.sh" stop "$cd_dir" >/dev/null 2>&1
-  if [ -n "$ipcs_pid" ]; then kill "$ipcs_pid" 2>/dev/null; fi
+  stop_pid "$ipcs_pid"
   "$root/scripts/kubo-node.sh" stop "$kubo_dir" >/dev/null 2>&1
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  if [ "$setup_done" != 1 ]; then echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
-  elif [ "$all_run" != 1 ]; then echo "not ok - run aborted before every check ran (exit status $rc)"; failed=$((failed + 1)); fi
-  say "total run time $(secs $(( ($(date +%s%N) - started_ns) / 1000000 ))) s"
-  if [ "$failed" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$work"; else say "work dir kept: $work"; fi
-  echo "differ-e2e ($DIFFER differ): $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] || exit 1
-  exit 0
+  finish_run "differ-e2e ($DIFFER differ)" "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -115,12 +100,12 @@ timeout 1800 "$root/integration/images/build-images.sh" --only small,big,multi "
 timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" small big multi >"$last_log" 2>&1
 SMALL="$reg/ipcs/small:v1" BIG="$reg/ipcs/big:v1" MULTI="$reg/ipcs/multi:v1"
 api=$(timeout 120 "$root/scripts/kubo-node.sh" start "$kubo_dir" --offline --swarm "$(free_port)" 2>"$last_log" 8>&- 9>&-)
-start_ipcs 2>"$last_log"
+ipcs_up 2>"$last_log"
 opts=(); [ "$DIFFER" = ipcs ] && opts=(--differ ipcs)
 timeout 120 "$root/integration/containerd-node.sh" start "$cd_dir" --version 2 --content-socket "$sock" \
   "${opts[@]}" >/dev/null 2>"$last_log" 8>&- 9>&-
 setup_done=1
-say "setup done in $(secs $(( ($(date +%s%N) - started_ns) / 1000000 ))) s; registry $reg"
+say "setup done in $(secs $(( ($(date +%s%N) - started_at) / 1000000 ))) s; registry $reg"
 
 # ------------------------------------------------------------------------------ helpers
 # rootfs_check IMAGE_REF NAME [SNAPSHOTTER]: mounts the image and byte-checks its known files
@@ -227,7 +212,7 @@ check_kill_mid_apply() {
 }
 check_pull_after_restart() {
   last_log="$ipcs_log"
-  start_ipcs || return 1
+  ipcs_up || return 1
   logged pull-big-after-kill ctr "$PULL_TIMEOUT" images pull --plain-http --platform linux/amd64 "$BIG" || return 1
   rootfs_check "$BIG" big
 }
@@ -257,5 +242,5 @@ check "d. ctr run of small prints its known line"                               
 check "e1. ipcs SIGKILLed mid-apply: the pull fails, no half-applied layer committed" check_kill_mid_apply
 check "e2. ipcs restarted: the same pull succeeds, rootfs byte-checked"              check_pull_after_restart
 check "f. ipcs down: a pull needing the differ errors within ${DOWN_BOUND} s, no hang" check_ipcs_down
-[ -n "$ipcs_pid" ] || start_ipcs || true
+[ -n "$ipcs_pid" ] || ipcs_up || true
 all_run=1

@@ -88,26 +88,11 @@ diagnostics() {
 }
 
 
-start_ipcs() {
-  "$IPCS" serve --socket "$sock" --data-dir "$ipcs_data" --kubo-api "$api" </dev/null >/dev/null 2>>"$ipcs_log" 8>&- 9>&- &
-  ipcs_pid=$!
-  disown "$ipcs_pid"   # no "Killed" job notice when check i kills it
-  local _
-  for _ in $(seq 1 300); do
-    if [ -S "$sock" ] && blobs >/dev/null 2>&1; then return 0; fi
-    kill -0 "$ipcs_pid" 2>/dev/null || { echo "ipcs exited during start-up" >&2; tail -n 20 "$ipcs_log" >&2; return 1; }
-    sleep 0.1
-  done
-  echo "ipcs did not answer within 30 s" >&2; return 1
+ipcs_up() {
+  start_ipcs --bin "$IPCS" --socket "$sock" --data "$ipcs_data" --log "$ipcs_log" --kubo "$api" || return 1
+  ipcs_pid=$IPCS_STARTED_PID
 }
-stop_ipcs() {  # stop_ipcs [SIGNAL]
-  [ -n "$ipcs_pid" ] || return 0
-  kill -"${1:-TERM}" "$ipcs_pid" 2>/dev/null || true
-  local _
-  for _ in $(seq 1 100); do kill -0 "$ipcs_pid" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$ipcs_pid" 2>/dev/null || true
-  ipcs_pid=""
-}
+stop_ipcs() { stop_pid "$ipcs_pid" "${1:-TERM}" 10; ipcs_pid=""; }  # stop_ipcs [SIGNAL]
 
 cleanup() {
   local rc=$?
@@ -171,7 +156,7 @@ multiaddr=$(kubo_maddr "$api")
 say "kubo $api ($multiaddr), $("$IPFS" version)"
 
 last_log="$ipcs_log"
-start_ipcs
+ipcs_up
 say "ipcs pid $ipcs_pid on $sock"
 
 last_log="$logs/setup-containerd.log"
@@ -298,7 +283,7 @@ check_kubo_restart() {
   if [ "$new" != "$api" ]; then
     say "Kubo came back on $new, not $api: restarting ipcs with the new URL"
     api="$new"; multiaddr=$(kubo_maddr "$new")
-    stop_ipcs; start_ipcs || return 1
+    stop_ipcs; ipcs_up || return 1
     return 1
   fi
   say "Kubo back on $api"
@@ -328,7 +313,7 @@ check_pull_blocks_ipcs_down() {
 }
 check_pull_completes_after_ipcs_restart() {
   local t0 rc=0 ms
-  [ -n "$ipcs_pid" ] || { last_log="$ipcs_log"; start_ipcs || return 1; }
+  [ -n "$ipcs_pid" ] || { last_log="$ipcs_log"; ipcs_up || return 1; }
   say "ipcs restarted (pid $ipcs_pid) on the same socket and data dir"
   [ -n "$bg_pid" ] || return 1
   t0=$(now_ms)
@@ -380,7 +365,7 @@ check "h4. pull of small succeeds after Kubo is back"           check_pull_after
 check "i1. ipcs killed: a pull of small blocks (still running after 5 s) instead of failing" \
       check_pull_blocks_ipcs_down
 last_log="$ipcs_log"
-start_ipcs || say "ipcs did not restart"
+ipcs_up || say "ipcs did not restart"
 check "i2. ipcs restarted: the blocked pull completes"          check_pull_completes_after_ipcs_restart
 check "j. store consistent after the restarts (as in e)"        check_store_consistent "$work/cids-final.txt"
 check "k. the test's daemons hold only loopback sockets (ss snapshot)" check_loopback_only

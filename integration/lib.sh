@@ -75,3 +75,44 @@ kubo_tcp_bridge() {
   return 1
 }
 kubo_tcp_bridge_stop() { [ -f "$1/pid" ] && kill "$(cat "$1/pid")" 2>/dev/null; rm -f "$1/pid"; return 0; }
+
+# The one way every script starts `ipcs serve`:
+#   start_ipcs --bin B --socket S --data D --log L --kubo API [--cwd DIR] [-- SERVE ARGS...]
+# Runs `B serve` in the background in DIR (IPCS_CONFIG unset: the command line says it all;
+# stdin closed, stderr appended to L, the harness's fds 8/9 not inherited, disowned so a
+# later SIGKILL prints no job notice), sets IPCS_STARTED_PID, and waits up to 30 s until it
+# answers `B blobs` on S. On failure the log's tail goes to stderr.
+start_ipcs() {
+  local bin="" socket="" data="" log="" kubo="" cwd="." extra=() _
+  while [ $# -gt 0 ]; do
+    case "$1" in
+      --bin) bin="$2"; shift 2;; --socket) socket="$2"; shift 2;; --data) data="$2"; shift 2;;
+      --log) log="$2"; shift 2;; --kubo) kubo="$2"; shift 2;; --cwd) cwd="$2"; shift 2;;
+      --) shift; extra=("$@"); break;;
+      *) echo "start_ipcs: unknown option $1" >&2; return 2;;
+    esac
+  done
+  [ -n "$bin" ] && [ -n "$socket" ] && [ -n "$data" ] && [ -n "$log" ] && [ -n "$kubo" ] \
+    || { echo "start_ipcs: --bin, --socket, --data, --log and --kubo are required" >&2; return 2; }
+  mkdir -p "$(dirname "$socket")" "$(dirname "$log")"
+  (cd "$cwd" && exec env -u IPCS_CONFIG "$bin" serve --socket "$socket" --data-dir "$data" --kubo-api "$kubo" "${extra[@]}" \
+     </dev/null >/dev/null 2>>"$log" 8>&- 9>&-) &
+  IPCS_STARTED_PID=$!
+  disown "$IPCS_STARTED_PID"
+  for _ in $(seq 1 300); do
+    [ -S "$socket" ] && timeout 10 "$bin" blobs --socket "$socket" >/dev/null 2>&1 && return 0
+    kill -0 "$IPCS_STARTED_PID" 2>/dev/null || { echo "ipcs exited during start-up:" >&2; tail -n 20 "$log" >&2; return 1; }
+    sleep 0.1
+  done
+  echo "ipcs did not answer on $socket within 30 s:" >&2; tail -n 20 "$log" >&2; return 1
+}
+
+# stop_pid PID [SIGNAL] [SECS]: sends SIGNAL (TERM) and waits up to SECS (30) for the
+# process to be gone, then SIGKILLs it (start_ipcs disowns, so `wait` cannot be used).
+stop_pid() {
+  local pid="$1" sig="${2:-TERM}" secs="${3:-30}" _
+  [ -n "$pid" ] || return 0
+  kill "-$sig" "$pid" 2>/dev/null || return 0
+  for _ in $(seq 1 $((secs * 10))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+}

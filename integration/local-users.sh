@@ -38,7 +38,7 @@ exec 8>&1 9>&2
 work=$(mktemp -d /tmp/ipcs-lu-XXXXXX)
 logs="$work/logs"; mkdir -p "$logs"
 reg_dir="$work/registry"
-passed=0 failed=0 setup_done=0 all_run=0 last_log=""
+passed=0 failed=0 setup_done=0 all_run=0 last_log="" started_at=$(date +%s%N)
 # shellcheck source=integration/p2p-nodes.sh
 . "$root/integration/p2p-nodes.sh"
 P2P_DIR="$work" P2P_LOG="$logs/setup.log" P2P_NS="$NS" P2P_IPCS="$IPCS" P2P_IPFS="$IPFS"
@@ -61,15 +61,7 @@ cleanup() {
   trap - EXIT INT TERM
   p2p_node_stop a
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  if [ "$setup_done" != 1 ]; then
-    echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
-  elif [ "$all_run" != 1 ]; then
-    echo "not ok - run aborted before every check ran (exit status $rc)"; failed=$((failed + 1))
-  fi
-  if [ "$failed" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$work"; else say "work dir kept: $work"; fi
-  echo "local-users: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && [ "$setup_done" = 1 ] || exit 1
-  exit 0
+  finish_run local-users "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -273,8 +265,7 @@ check_root_still_works() {
 check_fsck() {
   # fsck runs on a stopped store: stop ipcs (containerd first, it holds the socket).
   timeout 120 "$root/integration/containerd-node.sh" stop "$node/containerd" >/dev/null 2>&1 || true
-  kill -TERM "${P2P_PID[a]}" 2>/dev/null || true
-  local _; for _ in $(seq 1 100); do kill -0 "${P2P_PID[a]}" 2>/dev/null || break; sleep 0.1; done
+  stop_pid "${P2P_PID[a]}" TERM 10
   last_log="$logs/fsck.log"
   "$IPCS" fsck --verify --data-dir "$node/data" --kubo-api "${P2P_API[a]}" >"$last_log" 2>&1 || return 1
   say "$(grep '^fsck:' "$last_log")"

@@ -78,11 +78,9 @@ diagnostics() {
 ipcs_start() {
   local n=$1 d="$work/$1" args=() _
   if [ "${2:-}" = --mirror ]; then MIRROR[$n]=$(free_port); args=(--mirror-listen "127.0.0.1:${MIRROR[$n]}"); fi
-  "$IPCS" serve --socket "$d/ipcs.sock" --data-dir "$d/data" --kubo-api "${P2P_API[$n]}" "${args[@]}" \
-    </dev/null >/dev/null 2>>"$d/ipcs.log" 8>&- 9>&- &
-  IPCS_PID[$n]=$!
-  for _ in $(seq 1 300); do [ -S "$d/ipcs.sock" ] && blobs "$n" >/dev/null 2>&1 && return 0; sleep 0.1; done
-  return 1
+  start_ipcs --bin "$IPCS" --socket "$d/ipcs.sock" --data "$d/data" --log "$d/ipcs.log" \
+    --kubo "${P2P_API[$n]}" -- "${args[@]}" || return 1
+  IPCS_PID[$n]=$IPCS_STARTED_PID
 }
 
 cleanup() {
@@ -95,9 +93,7 @@ cleanup() {
     mountpoint -q "$work/$n/mnt" 2>/dev/null && umount -l "$work/$n/mnt"
     timeout 120 "$root/integration/containerd-node.sh" stop "$work/$n/containerd" >/dev/null 2>&1
     if [ -n "${IPCS_PID[$n]:-}" ]; then
-      kill "${IPCS_PID[$n]}" 2>/dev/null
-      for _ in $(seq 1 100); do kill -0 "${IPCS_PID[$n]}" 2>/dev/null || break; sleep 0.1; done
-      kill -9 "${IPCS_PID[$n]}" 2>/dev/null
+      stop_pid "${IPCS_PID[$n]}" TERM 10
     fi
     kubo_tcp_bridge_stop "$work/$n/bridge"
     timeout 60 "$root/scripts/kubo-node.sh" stop "$work/$n/kubo" >/dev/null 2>&1

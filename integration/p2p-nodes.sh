@@ -129,17 +129,9 @@ p2p_ipcs_start() {
                --cluster-refresh-secs "$P2P_REFRESH" --peer-fetch-deadline-secs 60
                --mirror-listen "127.0.0.1:${P2P_MIRROR[$n]}")
   fi
-  mkdir -p "$d"
-  "$P2P_IPCS" serve --socket "$d/ipcs.sock" --data-dir "$d/data" --kubo-api "${P2P_API[$n]}" \
-    "${peer_args[@]}" </dev/null >/dev/null 2>>"$d/ipcs.log" 8>&- 9>&- &
-  P2P_PID[$n]=$!
-  disown "${P2P_PID[$n]}"
-  for _ in $(seq 1 300); do
-    [ -S "$d/ipcs.sock" ] && p2p_blobs "$n" >/dev/null 2>&1 && return 0
-    kill -0 "${P2P_PID[$n]}" 2>/dev/null || { tail -n 20 "$d/ipcs.log" >>"$P2P_LOG"; return 1; }
-    sleep 0.1
-  done
-  return 1
+  start_ipcs --bin "$P2P_IPCS" --socket "$d/ipcs.sock" --data "$d/data" --log "$d/ipcs.log" \
+    --kubo "${P2P_API[$n]}" -- "${peer_args[@]}" 2>>"$P2P_LOG" || return 1
+  P2P_PID[$n]=$IPCS_STARTED_PID
 }
 
 p2p_containerd_start() {
@@ -179,9 +171,7 @@ p2p_node_stop() {
   timeout 120 "$root/integration/containerd-node.sh" stop "$d/containerd" >/dev/null 2>&1 || true
   pid=${P2P_PID[$n]:-}
   if [ -n "$pid" ]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    stop_pid "$pid" TERM 10
     P2P_PID[$n]=""
   fi
   timeout 60 "$root/scripts/cluster-node.sh" stop "$d/cluster" >/dev/null 2>&1 || true

@@ -37,7 +37,7 @@ exec 8>&1 9>&2
 work=$(mktemp -d /tmp/ipcs-p2p-XXXXXX)
 logs="$work/logs"; mkdir -p "$logs"
 reg_dir="$work/registry"
-passed=0 failed=0 setup_done=0 all_run=0 last_log=""
+passed=0 failed=0 setup_done=0 all_run=0 last_log="" started_at=$(date +%s%N)
 # shellcheck source=integration/p2p-nodes.sh
 . "$root/integration/p2p-nodes.sh"
 P2P_DIR="$work" P2P_LOG="$logs/setup.log" P2P_NS="$NS" P2P_IPCS="$IPCS" P2P_IPFS="$IPFS"
@@ -72,15 +72,7 @@ cleanup() {
     p2p_node_stop "$n"
   done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  if [ "$setup_done" != 1 ]; then
-    echo "not ok - setup (exit status $rc)"; failed=$((failed + 1)); diagnostics
-  elif [ "$all_run" != 1 ]; then
-    echo "not ok - run aborted before every check ran (exit status $rc)"; failed=$((failed + 1))
-  fi
-  if [ "$failed" -eq 0 ] && [ -z "${KEEP_WORK:-}" ]; then rm -rf "$work"; else say "work dir kept: $work"; fi
-  echo "p2p: $passed passed, $failed failed"
-  [ "$failed" -eq 0 ] && [ "$setup_done" = 1 ] || exit 1
-  exit 0
+  finish_run p2p "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT

@@ -27,6 +27,8 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 GO=${GO119:-/usr/lib/go-1.19/bin/go}
 IPCS_BIN=${IPCS_BIN:-$ROOT/target/release/ipcs}
+# shellcheck source=integration/lib.sh
+. "$ROOT/integration/lib.sh"
 BUILD_DIR=$ROOT/target/conformance
 TEST_BIN=$BUILD_DIR/conformance.test
 CASE_TIMEOUT=${CONFORMANCE_TIMEOUT:-2m}
@@ -57,12 +59,7 @@ finish() {
   for p in $test_pid $tail_pid; do   # a case interrupted by a signal
     kill -0 "$p" 2>/dev/null && kill -TERM "$p" 2>/dev/null
   done
-  if [ -n "$server_pid" ] && kill -0 "$server_pid" 2>/dev/null; then
-    kill -TERM "$server_pid" 2>/dev/null
-    for _ in $(seq 1 50); do kill -0 "$server_pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$server_pid" 2>/dev/null
-    wait "$server_pid" 2>/dev/null
-  fi
+  stop_pid "$server_pid" TERM 5
   if [ -n "$kubo_started" ]; then
     timeout 30 "$ROOT/scripts/kubo-node.sh" stop "$KUBO_DIR" >/dev/null 2>&1
   fi
@@ -122,17 +119,10 @@ fi
 mkdir -p "$DATA"
 export IPCS_SOCKET=$SOCK IPCS_DATA_DIR=$DATA IPCS_KUBO_API=$KUBO_API
 say "starting $IPCS_BIN serve --socket $SOCK"
-"$IPCS_BIN" serve --socket "$SOCK" --data-dir "$DATA" --kubo-api "$KUBO_API" >"$IPCS_LOG" 2>&1 &
-server_pid=$!
-
-for _ in $(seq 1 300); do
-  [ -S "$SOCK" ] && break
-  if ! kill -0 "$server_pid" 2>/dev/null; then
-    say "server exited before creating $SOCK"; exit 1
-  fi
-  sleep 0.1
-done
-[ -S "$SOCK" ] || { say "no socket at $SOCK after 30s"; exit 1; }
+if ! start_ipcs --bin "$IPCS_BIN" --socket "$SOCK" --data "$DATA" --log "$IPCS_LOG" --kubo "$KUBO_API"; then
+  say "ipcs did not start (log above)"; exit 1
+fi
+server_pid=$IPCS_STARTED_PID
 
 # ---- run the cases ----
 declare -A verdict

@@ -5,6 +5,8 @@
 # ipcs runs with its cwd in WORK/cwd-canary, so a relative path it wrongly created would
 # land there and be noticed.
 root=${root:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
+# shellcheck source=integration/lib.sh
+. "$root/integration/lib.sh"
 TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 export IPFS_BIN="${IPFS_BIN:-$TOOLS/bin/ipfs}"
 IPCS_PID=""; KUBO_DIR=""
@@ -17,19 +19,13 @@ stack_start() {
   mkdir -p "$work/cwd-canary" "$work/run"; chmod 700 "$work/run"
   # A copy: a concurrent `cargo build` must not swap the binary mid-run.
   cp "$root/target/release/ipcs" "$work/ipcs-bin"
-  (cd "$work/cwd-canary" && exec env -u IPCS_CONFIG "$work/ipcs-bin" serve --socket "$SOCK" \
-     --data-dir "$DATA" --kubo-api "$KUBO_API" "${IPCS_EXTRA_ARGS[@]}" >/dev/null 2>"$IPCS_LOG") &
-  IPCS_PID=$!
-  for _ in $(seq 1 300); do
-    [ -S "$SOCK" ] && return 0
-    kill -0 "$IPCS_PID" 2>/dev/null || { echo "ipcs exited:"; cat "$IPCS_LOG"; return 1; }
-    sleep 0.1
-  done
-  echo "ipcs did not listen within 30 s"; return 1
+  start_ipcs --bin "$work/ipcs-bin" --socket "$SOCK" --data "$DATA" --log "$IPCS_LOG" \
+    --kubo "$KUBO_API" --cwd "$work/cwd-canary" -- "${IPCS_EXTRA_ARGS[@]}" || return 1
+  IPCS_PID=$IPCS_STARTED_PID
 }
 
 stack_stop() {
-  if [ -n "$IPCS_PID" ]; then kill "$IPCS_PID" 2>/dev/null || true; wait "$IPCS_PID" 2>/dev/null || true; fi
+  stop_pid "$IPCS_PID"
   IPCS_PID=""
   if [ -n "$KUBO_DIR" ]; then
     "$root/scripts/kubo-node.sh" stop "$KUBO_DIR" >/dev/null 2>&1 || true

@@ -8,10 +8,11 @@
 //! - `store`: the content core, owning two seams: `backend::BlobBackend` and
 //!   `store::hooks::Distribution`;
 //! - `data` (data dir layout, blob cache), `backend` (the Kubo backend), `index` (redb);
-//! - `differ` (containerd's Diff service's Apply) sits beside the faces, over `store`;
-//!   `car` (CAR export/import of images) and `dedup` (the block-level dedup report) too,
-//!   over `store` and Kubo's DAG commands (`ipfs`); `cli` holds the client side of
-//!   `ipcs export`, `import` and `compare`;
+//! - `differ` (containerd's Diff service's Apply) and `ipfs_push` (nerdctl's `ipfs://`
+//!   format written from the store) sit beside the faces, over `store`; `car` (CAR
+//!   export/import of images) and `dedup` (the block-level dedup report) too, over `store`
+//!   and Kubo's DAG commands (`ipfs`); `cli` holds the client side of `ipcs export`,
+//!   `import` and `compare`;
 //! - leaves: `ipfs` (Kubo's HTTP client), `endpoint`, `filter`, `digest`, `cid`, `config`.
 pub mod backend;
 pub mod car;
@@ -27,6 +28,7 @@ pub mod filter;
 pub mod fsck;
 pub mod index;
 pub mod ipfs;
+pub mod ipfs_push;
 pub mod mirror;
 pub mod node;
 pub mod peer;

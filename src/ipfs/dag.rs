@@ -254,14 +254,18 @@ impl KuboClient {
         Ok(self.json::<BlockStatBody>(op, resp, t).await?.size)
     }
 
-    /// Removes an anonymous recursive pin (a CAR root); one that is gone already is fine.
+    /// Removes an anonymous recursive pin (a CAR root); one that is gone already is fine
+    /// (decided from the pinset, never from the wording of Kubo's error).
     pub async fn unpin_root(&self, cid: &str) -> Result<(), KuboError> {
         match self.pin_rm(cid).await {
             Ok(()) => Ok(()),
-            Err(e @ KuboError::Api { .. }) => match self.is_pinned(cid).await {
-                Ok(false) => Ok(()),
-                _ => Err(e),
-            },
+            Err(e @ KuboError::Api { .. }) => {
+                let mut pinned = false;
+                match self.pin_ls_recursive(|p| pinned |= p.cid == cid).await {
+                    Ok(_) if !pinned => Ok(()),
+                    _ => Err(e),
+                }
+            }
             Err(e) => Err(e),
         }
     }

@@ -696,23 +696,6 @@ impl KuboClient {
                 .to_string()
         }))
     }
-
-    /// Whether `cid` is pinned recursively.
-    pub async fn is_pinned(&self, cid: &str) -> Result<bool, KuboError> {
-        let op = "pin ls";
-        let query = [("arg", cid.to_string()), ("type", "recursive".to_string())];
-        match self
-            .call(op, "pin/ls", &query, Some(self.timeout), None)
-            .await
-        {
-            Ok(resp) => {
-                let body: PinLsBody = self.json(op, resp, self.timeout).await?;
-                Ok(body.keys.contains_key(cid))
-            }
-            Err(KuboError::Api { message, .. }) if message.contains("not pinned") => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

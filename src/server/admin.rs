@@ -1,11 +1,13 @@
-//! ipcs's admin service: digest → CID listings and store statistics for the CLI, and
-//! CAR export/import and the dedup report (`archive.rs`).
+//! ipcs's admin service: digest → CID listings, store statistics and nerdctl-format
+//! exports (`ipfs_push`) for the CLI, and CAR export/import and the dedup report
+//! (`archive.rs`).
 use crate::car::Archive;
+use crate::ipfs_push::{self, PlatformMatch};
 use crate::server::archive;
 use crate::server::proto::admin::{self, admin_server::Admin};
 use crate::server::status::to_status;
 use crate::server::{batches, ResponseStream};
-use crate::store::ContentStore;
+use crate::store::{ContentStore, StoreError};
 use std::sync::Arc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -93,5 +95,22 @@ impl Admin for AdminService {
         Ok(Response::new(
             archive::compare(&self.archive, req.into_inner()).await?,
         ))
+    }
+
+    async fn ipfs_push(
+        &self,
+        req: Request<admin::IpfsPushRequest>,
+    ) -> Result<Response<admin::IpfsPushResponse>, Status> {
+        let r = req.into_inner();
+        let platforms = PlatformMatch::new(r.all_platforms, &r.platforms)
+            .map_err(|e| to_status(StoreError::InvalidArgument(e)))?;
+        let out = ipfs_push::push(&self.store, r.root_descriptor_json.as_bytes(), &platforms)
+            .await
+            .map_err(to_status)?;
+        Ok(Response::new(admin::IpfsPushResponse {
+            cid: out.cid,
+            root_descriptor_json: String::from_utf8_lossy(&out.root_json).into_owned(),
+            written: out.written as u32,
+        }))
     }
 }

@@ -1,7 +1,7 @@
 //! One 512-byte tar header block, parsed as Go's archive/tar parses it (format.go,
 //! strconv.go): the checksum decides whether it is a header at all, the magic which
 //! format, numbers are octal or GNU base-256, strings end at the first NUL.
-use super::Time;
+use super::{Header, Time};
 
 pub const BLOCK: usize = 512;
 
@@ -136,26 +136,12 @@ pub fn format(b: &[u8; BLOCK]) -> Format {
     }
 }
 
-/// The raw fields of a header block, before PAX records and GNU long names apply.
-pub struct RawHeader {
-    pub typeflag: u8,
-    pub name: Vec<u8>,
-    pub linkname: Vec<u8>,
-    pub size: i64,
-    pub mode: i64,
-    pub uid: i64,
-    pub gid: i64,
-    pub mtime: Time,
-    pub atime: Time,
-    pub devmajor: i64,
-    pub devminor: i64,
-}
-
-/// Go's `readHeader` after the block was read and found not to be zeros. `None` if the
+/// Go's `readHeader` after the block was read and found not to be zeros: the block's own
+/// fields, before PAX records and GNU long names apply (`pax` is None). `None` if the
 /// block is not a header or a numeric field is malformed (ErrHeader).
-pub fn parse(b: &[u8; BLOCK], format: Format) -> Option<RawHeader> {
+pub fn parse(b: &[u8; BLOCK], format: Format) -> Option<Header> {
     let mut p = Parser::default();
-    let mut h = RawHeader {
+    let mut h = Header {
         typeflag: b[156],
         name: parse_string(&b[0..100]).to_vec(),
         linkname: parse_string(&b[157..257]).to_vec(),
@@ -167,6 +153,7 @@ pub fn parse(b: &[u8; BLOCK], format: Format) -> Option<RawHeader> {
         atime: Time::ZERO,
         devmajor: 0,
         devminor: 0,
+        pax: None,
     };
     if format != Format::V7 {
         h.devmajor = p.numeric(&b[329..337]);

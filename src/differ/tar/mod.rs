@@ -318,21 +318,7 @@ impl<R: Read> Reader<R> {
             if format == block::Format::Unknown {
                 return Err(TarError::Header);
             }
-            let raw = block::parse(&blk, format).ok_or(TarError::Header)?;
-            let mut h = Header {
-                typeflag: raw.typeflag,
-                name: raw.name,
-                linkname: raw.linkname,
-                size: raw.size,
-                mode: raw.mode,
-                uid: raw.uid,
-                gid: raw.gid,
-                mtime: raw.mtime,
-                atime: raw.atime,
-                devmajor: raw.devmajor,
-                devminor: raw.devminor,
-                pax: None,
-            };
+            let mut h = block::parse(&blk, format).ok_or(TarError::Header)?;
             self.set_regular(&h)?;
             match h.typeflag {
                 TYPE_XHEADER | TYPE_XGLOBAL => {
