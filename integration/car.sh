@@ -16,6 +16,8 @@
 #   c. B: a truncated CAR: the same
 #   d. B: a well-formed CAR whose index lists one blob under a wrong digest (built with
 #      Kubo on A): the blobs adopted before the bad one are undone; nothing remains
+#   d2. B: a valid CAR of some other DAG (a layer's own UnixFS DAG, no ipcs index) is
+#      refused as not an ipcs CAR; nothing remains
 #   e. B: ipcs import images.car: ctr images ls shows both, B's ipcs holds exactly the
 #      CAR's blobs (A's CIDs), each pinned under B's store name, the CAR's root pin gone
 #   f. B: ctr run of small and of multi (unpack + run) prints their known lines
@@ -97,7 +99,8 @@ for n in a b; do
 done
 for img in small multi; do
   tar -C "$IMAGES/$img" -cf "$work/$img.tar" .
-  ctr a images import --no-unpack --base-name "example.com/ipcs/$img" "$work/$img.tar" >>"$last_log"
+  # All platforms: containerd then labels every platform's blobs, and its GC leaves them.
+  ctr a images import --no-unpack --all-platforms --base-name "example.com/ipcs/$img" "$work/$img.tar" >>"$last_log"
 done
 ctr a images ls -q | grep -x "$SMALL" >/dev/null
 ctr a images ls -q | grep -x "$MULTI" >/dev/null
@@ -121,13 +124,13 @@ EMPTY_DIR=QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
 
 # -------------------------------------------------------------------------------- checks
 check_export() {
+  blobs a | awk '{ print $1, $2, $3 }' | sort >"$work/a.blobs"
   logged export cli a export "$SMALL" "$MULTI" -o "$work/images.car" || return 1
   local line; line=$(grep '^export:' "$last_log") || return 1
   say "$line"
   [ ! -e "$work/images.car.partial" ] || { say "partial file left"; return 1; }
   BLOB_BYTES=$(sed -n 's/.* blob_bytes=\([0-9]*\).*/\1/p' <<<"$line")
   CAR_ROOT=$(sed -n 's/.* root=\([a-z0-9]*\).*/\1/p' <<<"$line")
-  blobs a | awk '{ print $1, $2, $3 }' | sort >"$work/a.blobs"
   python3 - "$work/images.car" "$work/a.blobs" "$BLOB_BYTES" <<'PY' >"$logs/car-parse.log" 2>&1 || { cat "$logs/car-parse.log" | indent; return 1; }
 import sys, hashlib
 car, blobs_file, blob_bytes = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -211,6 +214,13 @@ print(json.dumps(d))')
   say "$(grep 'undoing it' "$work/b/ipcs.log" | tail -n 1 | sed 's/.*WARN //')"
 }
 
+check_foreign() {
+  # The CAR of the biggest blob's own DAG: every block valid, but its root is a UnixFS file.
+  local cid; cid=$(sort -k3 -n "$work/car.blobs" | tail -n 1 | awk '{ print $2 }')
+  ipfs a dag export "$cid" >"$work/foreign.car" 2>/dev/null || return 1
+  import_refused foreign "$work/foreign.car" 'not an ipcs CAR index'
+}
+
 check_import() {
   logged import cli b import "$work/images.car" || return 1
   say "$(grep '^import:' "$last_log")"
@@ -255,6 +265,7 @@ check "a. A: export small + multi to one CAR; each block once; size vs the blobs
 check "b. B: a CAR with a flipped byte is refused; nothing remains on B"                 check_flipped
 check "c. B: a truncated CAR is refused; nothing remains on B"                           check_truncated
 check "d. B: a blob under a wrong digest undoes the whole import; nothing remains"       check_wrong_digest
+check "d2. B: a CAR of another DAG (no ipcs index) is refused; nothing remains"         check_foreign
 check "e. B: import; ctr images ls shows both; same blobs and CIDs, pinned by name"      check_import
 check "f. B: ctr run of small and multi (unpacked from the imported blobs)"              check_run
 check "g. B: importing the same CAR again adopts nothing"                                check_again
