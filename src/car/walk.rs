@@ -137,10 +137,9 @@ fn children(bytes: &[u8], parent: &Descriptor) -> Result<(Vec<Child>, bool), Sto
 /// The size and CID the index records for `d`, None when the store lacks it (the
 /// read-miss hook is not asked: a walk describes what is here).
 async fn stored(store: &ContentStore, d: &Descriptor) -> Result<Option<Cid>, StoreError> {
-    if !store.contains(&d.digest).await? {
+    let Some(info) = store.local_info(&d.digest).await? else {
         return Ok(None);
-    }
-    let info = store.info(&d.digest).await?;
+    };
     if info.size != d.size {
         return Err(StoreError::FailedPrecondition(format!(
             "{} is {} bytes here, but its descriptor says {}",

@@ -31,7 +31,8 @@ pub async fn export(ep: &Endpoints, names: &[String], out: &Path) -> Result<(), 
     let mut file = tokio::fs::File::create(&tmp)
         .await
         .map_err(|e| format!("creating {shown}: {e}"))?;
-    let pb = progress::bytes_open("export");
+    // The CAR is the blobs plus a fraction of a percent of CIDs and DAG nodes.
+    let pb = progress::bytes("export", summary.blob_bytes);
     let written = async {
         let mut n = 0u64;
         while let Some(chunk) = chunks.next().await {
@@ -40,6 +41,7 @@ pub async fn export(ep: &Endpoints, names: &[String], out: &Path) -> Result<(), 
                 .await
                 .map_err(|e| format!("writing {shown}: {e}"))?;
             n += chunk.len() as u64;
+            pb.set_length(n.max(summary.blob_bytes));
             pb.set_position(n);
         }
         file.sync_all()

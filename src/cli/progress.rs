@@ -25,17 +25,6 @@ pub fn bytes(what: &str, total: u64) -> ProgressBar {
     pb
 }
 
-/// A counter of bytes whose total is not known in advance.
-pub fn bytes_open(what: &str) -> ProgressBar {
-    let pb = ProgressBar::with_draw_target(None, target());
-    pb.set_style(
-        ProgressStyle::with_template("{msg:>10} {spinner} {bytes} {bytes_per_sec}")
-            .expect("static template"),
-    );
-    pb.set_message(what.to_string());
-    pb
-}
-
 /// A bar of `total` items (blobs, records).
 pub fn items(what: &str, total: u64) -> ProgressBar {
     let pb = ProgressBar::with_draw_target(Some(total), target());

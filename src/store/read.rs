@@ -110,6 +110,15 @@ impl ContentStore {
         self.inner.exists(d).await
     }
 
+    /// The blob's info if the index holds it (no hook: never asks peers).
+    pub async fn local_info(&self, d: &Digest) -> Result<Option<Info>, StoreError> {
+        match self.inner.record(d).await {
+            Ok(rec) => Ok(Some(rec.into())),
+            Err(StoreError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn stats(&self) -> Result<StoreStats, StoreError> {
         let inner = self.inner.clone();
         blocking(move || {
