@@ -1,4 +1,4 @@
-//! Generates containerd's content and diff services and ipcs's admin service (client and
+//! Generates containerd's content and diff services, the images client, and ipcs's admin service (client and
 //! server) from proto/.
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
@@ -9,6 +9,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             &[
                 "proto/containerd/services/content/v1/content.proto",
                 "proto/containerd/services/diff/v1/diff.proto",
+                "proto/containerd/services/images/v1/images.proto",
                 "proto/ipcs/admin/v1/admin.proto",
             ],
             &["proto"],

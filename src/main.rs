@@ -32,6 +32,65 @@ enum Command {
     /// Check a stopped store's data dir against Kubo (pins, DAGs, ingests, cache) and
     /// optionally repair it. Exits 1 when problems remain, 2 when it cannot run.
     Fsck(FsckArgs),
+    /// Write images (their manifests, configs and layers, from the running ipcs) as one
+    /// CAR file, for a site with no network.
+    Export(ExportArgs),
+    /// Import a CAR made by `ipcs export` into the running ipcs (every blob verified
+    /// against its digest, all or nothing) and register its images in containerd.
+    Import(ImportArgs),
+    /// Report, per image and per pair, the bytes that are unique, shared as whole
+    /// layers, and shared only as 256 KiB blocks (each block counted once).
+    Compare(CompareArgs),
+    /// Write an image containerd holds in nerdctl's `ipfs://` format (the conversion
+    /// `nerdctl push ipfs://` makes) and print the CID for `nerdctl pull ipfs://`.
+    IpfsPush(IpfsPushArgs),
+}
+
+#[derive(clap::Args)]
+struct IpfsPushArgs {
+    #[command(flatten)]
+    endpoints: ipcs::cli::Endpoints,
+    /// containerd image name.
+    image: String,
+    /// Keep this platform of an index (os/arch[/variant]; repeatable). Default: this
+    /// host's platform only, as nerdctl.
+    #[arg(long = "platform")]
+    platforms: Vec<String>,
+    /// Keep every platform of an index (its content must all be present).
+    #[arg(long, conflicts_with = "platforms")]
+    all_platforms: bool,
+}
+
+#[derive(clap::Args)]
+struct ExportArgs {
+    #[command(flatten)]
+    endpoints: ipcs::cli::Endpoints,
+    /// containerd image names.
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// The CAR file to write.
+    #[arg(short, long)]
+    output: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
+struct ImportArgs {
+    #[command(flatten)]
+    endpoints: ipcs::cli::Endpoints,
+    /// A CAR file written by `ipcs export`.
+    car: std::path::PathBuf,
+}
+
+#[derive(clap::Args)]
+struct CompareArgs {
+    #[command(flatten)]
+    endpoints: ipcs::cli::Endpoints,
+    /// containerd image names.
+    #[arg(required = true)]
+    images: Vec<String>,
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(clap::Args)]
@@ -115,9 +174,16 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
     tracing::info!(socket = %config.socket.display(), data_dir = %config.data_dir.display(), socket_activation = activated, "serving containerd content API");
     let (begin_drain, drain_begun) = tokio::sync::oneshot::channel::<()>();
     let differ = ipcs::differ::Differ::new(store.clone(), config.data_dir.join("tmpmounts"));
-    let grpc = server::serve(store, differ, listener, config.max_message_bytes, async {
-        let _ = drain_begun.await;
-    });
+    let grpc = server::serve(
+        store,
+        differ,
+        node.archive,
+        listener,
+        config.max_message_bytes,
+        async {
+            let _ = drain_begun.await;
+        },
+    );
     tokio::pin!(grpc);
     let signal = tokio::select! {
         r = &mut grpc => {
@@ -304,6 +370,20 @@ fn main() -> ExitCode {
             Command::Serve(o) => serve(o, inherited.expect("taken for serve")).await,
             Command::Blobs(a) => blobs(a).await,
             Command::Status(a) => status(a).await,
+            Command::Export(a) => ipcs::cli::car::export(&a.endpoints, &a.images, &a.output).await,
+            Command::Import(a) => ipcs::cli::car::import(&a.endpoints, &a.car).await,
+            Command::IpfsPush(a) => {
+                ipcs::cli::ipfs_push::ipfs_push(
+                    &a.endpoints,
+                    &a.image,
+                    &a.platforms,
+                    a.all_platforms,
+                )
+                .await
+            }
+            Command::Compare(a) => {
+                ipcs::cli::compare::compare(&a.endpoints, &a.images, a.json).await
+            }
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,

@@ -2,6 +2,7 @@
 //! distribution plugged into the content core's hooks, and the core itself. `main` and
 //! the tests that run a real node call this; nothing below imports it.
 use crate::backend::{BlobBackend, KuboBackend};
+use crate::car::Archive;
 use crate::config::Config;
 use crate::data::{identity, DataPaths};
 use crate::ipfs::KuboClient;
@@ -12,6 +13,8 @@ use std::sync::Arc;
 pub struct Node {
     pub store: ContentStore,
     pub peers: Arc<Peers>,
+    /// CAR export/import over the same store and Kubo node.
+    pub archive: Arc<Archive>,
 }
 
 /// The Kubo backend of the store in `config.data_dir` (creating its id on first use).
@@ -23,14 +26,17 @@ pub async fn kubo_backend(config: &Config) -> Result<Arc<dyn BlobBackend>, Store
     .await
     .map_err(|e| StoreError::Internal(e.to_string()))?
     .map_err(StoreError::io("reading the store id"))?;
-    let kubo = KuboClient::new(
+    let kubo = kubo_client(config)?.with_pin_name(pin_name);
+    Ok(Arc::new(KuboBackend::new(kubo, config.import.clone())))
+}
+
+fn kubo_client(config: &Config) -> Result<KuboClient, StoreError> {
+    KuboClient::new(
         &config.kubo_api,
         config.kubo_timeout(),
         config.kubo_min_rate_bytes_per_sec,
     )
-    .map_err(StoreError::ipfs("configuring kubo client"))?
-    .with_pin_name(pin_name);
-    Ok(Arc::new(KuboBackend::new(kubo, config.import.clone())))
+    .map_err(StoreError::ipfs("configuring kubo client"))
 }
 
 /// Opens the store over Kubo with peer distribution, and starts the cluster loop.
@@ -39,5 +45,10 @@ pub async fn open(config: &Config) -> Result<Node, StoreError> {
     let peers = Peers::new(config).map_err(|e| StoreError::Internal(e.to_string()))?;
     let store = ContentStore::open(config, backend, peers.clone()).await?;
     peers.start(store.clone(), config.cluster_refresh());
-    Ok(Node { store, peers })
+    let archive = Arc::new(Archive::new(store.clone(), kubo_client(config)?));
+    Ok(Node {
+        store,
+        peers,
+        archive,
+    })
 }

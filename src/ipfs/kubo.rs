@@ -60,11 +60,11 @@ pub struct AddedBlob {
 #[derive(Clone)]
 pub struct KuboClient {
     /// The address as configured, for messages.
-    base: String,
+    pub(super) base: String,
     /// Prefix of request URLs (`http://localhost` when the socket carries them).
     url: String,
     http: reqwest::Client,
-    timeout: Duration,
+    pub(super) timeout: Duration,
     min_rate: u64,
     /// Name given to every recursive pin of a blob this client imports or adopts, so
     /// that `ipcs fsck` can tell the pins of one store from anyone else's.
@@ -177,7 +177,12 @@ impl KuboClient {
         self.timeout + Duration::from_secs(bytes / self.min_rate)
     }
 
-    fn classify(&self, op: &'static str, after: Duration, e: reqwest::Error) -> KuboError {
+    pub(super) fn classify(
+        &self,
+        op: &'static str,
+        after: Duration,
+        e: reqwest::Error,
+    ) -> KuboError {
         if e.is_timeout() {
             KuboError::Timeout {
                 addr: self.base.clone(),
@@ -199,7 +204,7 @@ impl KuboClient {
         }
     }
 
-    async fn call(
+    pub(super) async fn call(
         &self,
         op: &'static str,
         path: &str,
@@ -236,7 +241,7 @@ impl KuboClient {
         })
     }
 
-    async fn json<T: serde::de::DeserializeOwned>(
+    pub(super) async fn json<T: serde::de::DeserializeOwned>(
         &self,
         op: &'static str,
         resp: reqwest::Response,
@@ -408,7 +413,7 @@ impl KuboClient {
     /// it had begun answering. Kubo sends such an error only as the `X-Stream-Error`
     /// trailer: `add` prints the CID before it pins, so a pin that fails would otherwise
     /// look like success.
-    async fn body_checked(
+    pub(super) async fn body_checked(
         &self,
         op: &'static str,
         resp: reqwest::Response,
@@ -635,7 +640,7 @@ impl KuboClient {
     }
 
     /// Feeds each line of an NDJSON response to `f` as it arrives; returns the count.
-    async fn each_json_line<T: serde::de::DeserializeOwned>(
+    pub(super) async fn each_json_line<T: serde::de::DeserializeOwned>(
         &self,
         op: &'static str,
         t: Duration,

@@ -1,19 +1,24 @@
-//! ipcs's admin service: digest → CID listings, store statistics and nerdctl-format
-//! exports (`ipfs_push`) for the CLI.
+//! ipcs's admin service: digest → CID listings and store statistics for the CLI,
+//! CAR export/import and the dedup report (`archive.rs`), and nerdctl-format exports
+//! (`ipfs_push`).
+use crate::car::Archive;
 use crate::ipfs_push::{self, PlatformMatch};
+use crate::server::archive;
 use crate::server::proto::admin::{self, admin_server::Admin};
 use crate::server::status::to_status;
 use crate::server::{batches, ResponseStream};
 use crate::store::{ContentStore, StoreError};
-use tonic::{Request, Response, Status};
+use std::sync::Arc;
+use tonic::{Request, Response, Status, Streaming};
 
 pub struct AdminService {
     store: ContentStore,
+    archive: Arc<Archive>,
 }
 
 impl AdminService {
-    pub fn new(store: ContentStore) -> AdminService {
-        AdminService { store }
+    pub fn new(store: ContentStore, archive: Arc<Archive>) -> AdminService {
+        AdminService { store, archive }
     }
 }
 
@@ -76,5 +81,36 @@ impl Admin for AdminService {
             root_descriptor_json: String::from_utf8_lossy(&out.root_json).into_owned(),
             written: out.written as u32,
         }))
+    }
+
+    type ExportStream = ResponseStream<admin::ExportResponse>;
+
+    async fn export(
+        &self,
+        req: Request<admin::ExportRequest>,
+    ) -> Result<Response<Self::ExportStream>, Status> {
+        Ok(Response::new(
+            archive::export(&self.archive, req.into_inner()).await?,
+        ))
+    }
+
+    type ImportStream = ResponseStream<admin::ImportResponse>;
+
+    async fn import(
+        &self,
+        req: Request<Streaming<admin::ImportRequest>>,
+    ) -> Result<Response<Self::ImportStream>, Status> {
+        Ok(Response::new(
+            archive::import(self.archive.clone(), req.into_inner()).await?,
+        ))
+    }
+
+    async fn compare(
+        &self,
+        req: Request<admin::CompareRequest>,
+    ) -> Result<Response<admin::CompareResponse>, Status> {
+        Ok(Response::new(
+            archive::compare(&self.archive, req.into_inner()).await?,
+        ))
     }
 }

@@ -1,6 +1,7 @@
 //! The unix socket: passed by the service manager (socket activation, see
 //! `activation.rs`), or else created with mode 0660 in a directory that is not
 //! world-writable, replacing a stale socket left by a crash but never any other file.
+use crate::car::Archive;
 use crate::differ::Differ;
 use crate::server::admin::AdminService;
 use crate::server::diff::DiffService;
@@ -11,6 +12,7 @@ use crate::server::ContentService;
 use crate::store::ContentStore;
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::Path;
+use std::sync::Arc;
 use tokio::net::UnixListener;
 use tokio_stream::wrappers::UnixListenerStream;
 
@@ -95,6 +97,7 @@ pub fn listener(
 pub async fn serve(
     store: ContentStore,
     differ: Differ,
+    archive: Arc<Archive>,
     listener: UnixListener,
     max_message_bytes: usize,
     shutdown: impl std::future::Future<Output = ()>,
@@ -108,7 +111,11 @@ pub async fn serve(
     tonic::transport::Server::builder()
         .add_service(content)
         .add_service(diff)
-        .add_service(AdminServer::new(AdminService::new(store)))
+        .add_service(
+            AdminServer::new(AdminService::new(store, archive))
+                .max_decoding_message_size(max_message_bytes)
+                .max_encoding_message_size(max_message_bytes),
+        )
         .serve_with_incoming_shutdown(UnixListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -5,7 +5,10 @@
 //! `status::to_status` only.
 pub mod activation;
 mod admin;
+pub mod admin_client;
+mod archive;
 pub mod client;
+pub mod containerd;
 mod convert;
 mod diff;
 mod diff_convert;

@@ -21,5 +21,11 @@ pub mod containerd {
                 tonic::include_proto!("containerd.services.diff.v1");
             }
         }
+        pub mod images {
+            /// containerd.services.images.v1: the CLI's client for image records.
+            pub mod v1 {
+                tonic::include_proto!("containerd.services.images.v1");
+            }
+        }
     }
 }
