@@ -47,7 +47,7 @@ passed=0 failed=0 setup_done=0 all_run=0 last_log=""
 . "$root/integration/p2p-nodes.sh"
 P2P_DIR="$work" P2P_LOG="$logs/setup.log" P2P_NS="$NS" P2P_IPCS="$IPCS" P2P_IPFS="$IPFS"
 p2p_network_init
-declare -A IPCS_PID=() MIRROR=() KUBO_TCP=()
+declare -A IPCS_PID=() MIRROR=() KUBO_TCP=() PUSHED=()
 
 ctr()     { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$work/$n/containerd/ctr" -n "$NS" "$@"; }
 ipfs()    { p2p_ipfs "$@"; }
@@ -111,9 +111,12 @@ say "nerdctl $NERDCTL_VERSION ipfs:// on containerd $CONTAINERD2_VERSION, work d
 last_log="$logs/setup.log"
 "$root/integration/images/registry.sh" start "$reg_dir" --port "$(free_port)" >/dev/null 2>>"$last_log" 8>&- 9>&-
 reg=$("$root/integration/images/registry.sh" hostport "$reg_dir")
-timeout 1800 "$root/integration/images/build-images.sh" --only small "$IMAGES" >>"$last_log" 2>&1
-timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" small >>"$last_log" 2>&1
-SMALL="$reg/ipcs/small:v1"
+timeout 1800 "$root/integration/images/build-images.sh" --only small,multi "$IMAGES" >>"$last_log" 2>&1
+timeout 900 "$root/integration/images/push-images.sh" "$IMAGES" "$reg" small multi >>"$last_log" 2>&1
+SMALL="$reg/ipcs/small:v1" MULTI="$reg/ipcs/multi:v1" DOCKER="$reg/ipcs/small-docker:v1"
+# small again with Docker schema 2 media types, for the Docker -> OCI conversion
+timeout 300 skopeo copy --quiet --format v2s2 --dest-tls-verify=false "oci:$IMAGES/small:v1" "docker://$DOCKER" \
+  >>"$last_log" 2>&1
 
 p2p_kubo_start a
 p2p_kubo_start b
@@ -135,7 +138,9 @@ for n in a b; do
   mkdir -p "$work/$n/mnt"
 done
 # A gets small from the registry; then the registry is gone for good.
-ctr a "$PULL_TIMEOUT" images pull --plain-http --platform linux/amd64 "$SMALL" >>"$last_log" 2>&1
+for ref in "$SMALL" "$MULTI" "$DOCKER"; do
+  ctr a "$PULL_TIMEOUT" images pull --plain-http --platform linux/amd64 "$ref" >>"$last_log" 2>&1
+done
 "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
 ! curl -fsS -m 2 "http://$reg/v2/" >/dev/null 2>&1
 setup_done=1
@@ -199,10 +204,10 @@ check_push_blobs_in_ipcs() {
   return $ok
 }
 
-file_check() {  # file_check NODE REF
+file_check() {  # file_check NODE REF [KNOWN TEXT]
   local n=$1 ok=0
   logged "mount-$n" ctr "$n" 120 images mount "$2" "$work/$n/mnt" || return 1
-  printf '%s\n' "$KNOWN_SMALL" | cmp -s - "$work/$n/mnt/etc/ipcs-test.txt" || { say "/etc/ipcs-test.txt differs"; ok=1; }
+  printf '%s\n' "${3:-$KNOWN_SMALL}" | cmp -s - "$work/$n/mnt/etc/ipcs-test.txt" || { say "/etc/ipcs-test.txt differs"; ok=1; }
   logged "unmount-$n" ctr "$n" 120 images unmount --rm "$work/$n/mnt" || ok=1
   return $ok
 }
@@ -256,6 +261,60 @@ check_mirror_nerdctl() {
   file_check b "$ref"
 }
 
+ipcs_push() {  # ipcs_push N REF [ARGS...]: ipcs's export in nerdctl's format; CID on stdout
+  local n=$1 ref=$2; shift 2
+  timeout -k 5 300 "$IPCS" ipfs-push --socket "$work/$n/ipcs.sock" \
+    --containerd-socket "$work/$n/containerd/containerd.sock" --namespace "$NS" "$@" "$ref"
+}
+
+# same_cid REF: nerdctl push ipfs://REF and ipcs ipfs-push REF on A print the same CID.
+same_cid() {
+  local ref=$1 tag=$2 want got
+  logged "nerdctl-push-$tag" nerdctl a "$PULL_TIMEOUT" push --ipfs-address "$(ipfs_addr a)" "ipfs://$ref" || return 1
+  want=$(grep -E '^baf[a-z2-7]+$' "$last_log" | tail -n 1)
+  logged "ipcs-push-$tag" ipcs_push a "$ref" || return 1
+  got=$(grep -E '^baf[a-z2-7]+$' "$last_log" | tail -n 1)
+  say "$tag: nerdctl printed $want, ipcs printed $got"
+  [ -n "$want" ] && [ "$got" = "$want" ] || return 1
+  PUSHED[$tag]=$got
+}
+
+check_ipcs_push_small() {
+  logged ipcs-push-small ipcs_push a "$SMALL" || return 1
+  local got; got=$(grep -E '^baf[a-z2-7]+$' "$last_log" | tail -n 1)
+  say "nerdctl printed $ROOT (check a), ipcs printed $got"
+  [ "$got" = "$ROOT" ]
+}
+check_ipcs_push_multi()  { same_cid "$MULTI" multi; }
+check_ipcs_push_docker() {
+  same_cid "$DOCKER" docker || return 1
+  # the root names an OCI manifest although the image's own are Docker's
+  ipfs a 60 cat "${PUSHED[docker]}" | jq -e '.mediaType == "application/vnd.oci.image.manifest.v1+json"' >/dev/null \
+    || { say "root media type: $(ipfs a 60 cat "${PUSHED[docker]}")"; return 1; }
+}
+
+check_pull_ipcs_pushed() {
+  [ -n "${PUSHED[multi]:-}" ] || { say "no CID from check i"; return 1; }
+  remove_all_b || return 1
+  logged pull-b-multi nerdctl b "$PULL_TIMEOUT" pull --ipfs-address "$(ipfs_addr b)" "ipfs://${PUSHED[multi]}" || return 1
+  file_check b "${PUSHED[multi]}" "ipcs test image: multi v1" \
+    || file_check b "ipfs://${PUSHED[multi]}" "ipcs test image: multi v1" || return 1
+}
+
+check_ipcs_push_errors() {
+  local ok=0
+  # A holds only multi's amd64 manifest: arm64 must fail, naming what is missing
+  if logged ipcs-push-arm ipcs_push a "$MULTI" --platform linux/arm64; then say "arm64 push succeeded"; ok=1; fi
+  say "arm64: $(tail -n 1 "$last_log" | cut -c1-200)"
+  grep -qi 'not found' "$last_log" || ok=1
+  if logged ipcs-push-unknown ipcs_push a "no-such-image:v1"; then say "unknown image pushed"; ok=1; fi
+  say "unknown image: $(tail -n 1 "$last_log" | cut -c1-200)"
+  grep -qi 'not found' "$last_log" || ok=1
+  if logged ipcs-push-badplat ipcs_push a "$MULTI" --platform "linux"; then say "bad platform accepted"; ok=1; fi
+  grep -q 'os/arch' "$last_log" || ok=1
+  return $ok
+}
+
 check_hostile_roots() {
   local ok=0 url="http://127.0.0.1:${MIRROR[b]}/v2/ipfs" code junk fake_cid fake_root mdigest msize
   junk=$(printf 'not a descriptor' | ipfs b 30 add -Q --cid-version 1) || return 1
@@ -284,4 +343,9 @@ check "d. B: nerdctl rmi + GC empties B's ipcs"                             chec
 check "e. B: ctr pull 127.0.0.1:<mirror>/ipfs/CID:latest, no registry: adopted by URL, verified" check_mirror_ctr
 check "f. B: nerdctl pull of the same mirror reference"                     check_mirror_nerdctl
 check "g. hostile roots on the mirror: 404, mismatch logged, nothing stored" check_hostile_roots
+check "h. A: ipcs ipfs-push of $SMALL prints nerdctl's CID"                 check_ipcs_push_small
+check "i. A: ipcs ipfs-push of multi (an index, host platform) = nerdctl push ipfs://" check_ipcs_push_multi
+check "j. A: ipcs ipfs-push of a Docker-media-type image = nerdctl push ipfs://" check_ipcs_push_docker
+check "k. B: nerdctl pull ipfs://<ipcs's CID of multi>: blocks from A, file intact" check_pull_ipcs_pushed
+check "l. ipcs ipfs-push refuses a missing platform and an unknown image, clearly" check_ipcs_push_errors
 all_run=1

@@ -9,10 +9,10 @@
 //!   `store::hooks::Distribution`;
 //! - `data` (data dir layout, blob cache), `backend` (the Kubo backend), `index` (redb);
 //! - `differ` (containerd's Diff service's Apply) and `ipfs_push` (nerdctl's `ipfs://`
-//!   format written from the store) sit beside the faces, over `store`; `car` (CAR
-//!   export/import of images) and `dedup` (the block-level dedup report) too, over `store`
-//!   and Kubo's DAG commands (`ipfs`); `cli` holds the client side of `ipcs export`,
-//!   `import` and `compare`;
+//!   format written from the store) sit beside the faces, over `store`;
+//!   `car` (CAR export/import of images) and `dedup` (the block-level dedup report) too,
+//!   over `store` and Kubo's DAG commands (`ipfs`); `cli` holds the client side of
+//!   `ipcs export`, `import`, `compare` and `ipfs-push`;
 //! - leaves: `ipfs` (Kubo's HTTP client), `endpoint`, `filter`, `digest`, `cid`, `config`.
 pub mod backend;
 pub mod car;

@@ -41,6 +41,24 @@ enum Command {
     /// Report, per image and per pair, the bytes that are unique, shared as whole
     /// layers, and shared only as 256 KiB blocks (each block counted once).
     Compare(CompareArgs),
+    /// Write an image containerd holds in nerdctl's `ipfs://` format (the conversion
+    /// `nerdctl push ipfs://` makes) and print the CID for `nerdctl pull ipfs://`.
+    IpfsPush(IpfsPushArgs),
+}
+
+#[derive(clap::Args)]
+struct IpfsPushArgs {
+    #[command(flatten)]
+    endpoints: ipcs::cli::Endpoints,
+    /// containerd image name.
+    image: String,
+    /// Keep this platform of an index (os/arch[/variant]; repeatable). Default: this
+    /// host's platform only, as nerdctl.
+    #[arg(long = "platform")]
+    platforms: Vec<String>,
+    /// Keep every platform of an index (its content must all be present).
+    #[arg(long, conflicts_with = "platforms")]
+    all_platforms: bool,
 }
 
 #[derive(clap::Args)]
@@ -365,6 +383,15 @@ fn main() -> ExitCode {
             Command::Status(a) => status(a).await,
             Command::Export(a) => ipcs::cli::car::export(&a.endpoints, &a.images, &a.output).await,
             Command::Import(a) => ipcs::cli::car::import(&a.endpoints, &a.car).await,
+            Command::IpfsPush(a) => {
+                ipcs::cli::ipfs_push::ipfs_push(
+                    &a.endpoints,
+                    &a.image,
+                    &a.platforms,
+                    a.all_platforms,
+                )
+                .await
+            }
             Command::Compare(a) => {
                 ipcs::cli::compare::compare(&a.endpoints, &a.images, a.json).await
             }

@@ -1,9 +1,10 @@
-//! The client side of `ipcs export`, `ipcs import` and `ipcs compare`: resolve image
+//! The client side of `ipcs export`, `ipcs import`, `ipcs compare` and `ipcs ipfs-push`: resolve image
 //! names through containerd, ask the running `ipcs serve` (which alone writes its index)
 //! over its admin API, write or read the CAR file, register imported images in
 //! containerd, show progress on stderr when it is a terminal.
 pub mod car;
 pub mod compare;
+pub mod ipfs_push;
 pub mod progress;
 
 use crate::car::ImageRef;

@@ -1,5 +1,6 @@
-//! The CLI's side of the admin service's Export, Import and Compare, in domain types
-//! (`car`, `dedup`), so that the CLI never touches generated protobuf types.
+//! The CLI's side of the admin service's Export, Import, Compare and IpfsPush, in domain
+//! types (`car`, `dedup`, `ipfs_push`), so that the CLI never touches generated protobuf
+//! types.
 use crate::car::{Blob, Descriptor, ImageRef, ImportProgress, Imported};
 use crate::dedup::report::Report;
 use crate::server::archive::{image_target, CHUNK};
@@ -21,6 +22,14 @@ pub struct ExportSummary {
     pub blob_bytes: u64,
 }
 
+/// What `ipcs ipfs-push` got back.
+#[derive(Debug, Clone)]
+pub struct IpfsPushed {
+    pub cid: String,
+    pub root_json: String,
+    pub written: u32,
+}
+
 /// One message of an import's answer.
 pub enum ImportEvent {
     Progress(ImportProgress),
@@ -40,6 +49,30 @@ fn image_ref(t: admin::ImageTarget) -> Result<ImageRef, String> {
 }
 
 impl Admin {
+    /// nerdctl's `ipfs://` format of the image whose target is `root_json`.
+    pub async fn ipfs_push(
+        &mut self,
+        root_json: String,
+        platforms: Vec<String>,
+        all_platforms: bool,
+    ) -> Result<IpfsPushed, String> {
+        let r = self
+            .c
+            .ipfs_push(admin::IpfsPushRequest {
+                root_descriptor_json: root_json,
+                platforms,
+                all_platforms,
+            })
+            .await
+            .map_err(msg)?
+            .into_inner();
+        Ok(IpfsPushed {
+            cid: r.cid,
+            root_json: r.root_descriptor_json,
+            written: r.written,
+        })
+    }
+
     pub async fn connect(socket: &Path) -> Result<Admin, String> {
         let channel = client::connect(socket)
             .await

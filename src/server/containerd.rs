@@ -55,8 +55,8 @@ impl Containerd {
         Ok(r)
     }
 
-    /// The image record `name`.
-    pub async fn image(&self, name: &str) -> Result<ImageRef, String> {
+    /// The target descriptor of the image record `name`, as containerd holds it.
+    async fn target(&self, name: &str) -> Result<types::Descriptor, String> {
         let mut c = ImagesClient::new(self.channel.clone());
         let got = c
             .get(self.req(images::GetImageRequest {
@@ -65,10 +65,29 @@ impl Containerd {
             .await
             .map_err(|s| message(&format!("image {name}"), s))?
             .into_inner();
-        let target = got
-            .image
+        got.image
             .and_then(|i| i.target)
-            .ok_or_else(|| format!("containerd: image {name} has no target"))?;
+            .ok_or_else(|| format!("containerd: image {name} has no target"))
+    }
+
+    /// The image's target as OCI descriptor JSON, annotations included (what
+    /// `nerdctl push ipfs://` starts its conversion from).
+    pub async fn target_json(&self, name: &str) -> Result<String, String> {
+        let t = self.target(name).await?;
+        let mut v = serde_json::json!({
+            "mediaType": t.media_type,
+            "digest": t.digest,
+            "size": t.size,
+        });
+        if !t.annotations.is_empty() {
+            v["annotations"] = serde_json::json!(t.annotations);
+        }
+        Ok(v.to_string())
+    }
+
+    /// The image record `name`.
+    pub async fn image(&self, name: &str) -> Result<ImageRef, String> {
+        let target = self.target(name).await?;
         let digest = target
             .digest
             .parse()
