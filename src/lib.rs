@@ -21,6 +21,7 @@ pub mod filter;
 pub mod fsck;
 pub mod index;
 pub mod ipfs;
+pub mod metrics;
 pub mod mirror;
 pub mod node;
 pub mod peer;
