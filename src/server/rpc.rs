@@ -130,7 +130,10 @@ impl<B> Counted<B> {
     fn finish(&mut self, fallback: &str) {
         if let Some(d) = self.done.take() {
             let code = self.code.as_deref().unwrap_or(fallback);
-            d.metrics.rpc(&d.method, code, d.started.elapsed());
+            let took = d.started.elapsed();
+            d.metrics.rpc(&d.method, code, took);
+            // A per-RPC access log, off at the default level (IPCS_LOG=ipcs::server::rpc=debug).
+            tracing::debug!(parent: &self.span, code, ms = took.as_millis() as u64, "rpc finished");
         }
     }
 }

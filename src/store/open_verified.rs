@@ -26,8 +26,6 @@ impl ContentStore {
             }
             None => {
                 let info = self.inner.record_or_miss(d).await?;
-                let cached = self.inner.cache.cached_size(d).is_some();
-                self.inner.metrics.cache_lookup(cached);
                 self.inner.open_blob(&info, Source::Kubo).await?
             }
         };

@@ -53,14 +53,17 @@ impl Inner {
             cid: &info.cid,
             size: info.size,
         };
-        let cached = self.cache.cached_size(&info.digest).is_some();
+        // Opened first so that a cache entry whose file is gone counts as the miss it is.
+        if let Some(f) = self.cache.open_async(&info.digest).await {
+            self.metrics.cache_lookup(true);
+            return Ok(f);
+        }
+        self.metrics.cache_lookup(false);
         let file = self
             .cache
             .open_or_fetch(self.backend.as_ref(), want)
             .await?;
-        if !cached {
-            self.served.filled(&info.digest, source, info.size);
-        }
+        self.served.filled(&info.digest, source, info.size);
         Ok(file)
     }
 }
@@ -98,10 +101,6 @@ impl ContentStore {
         if offset == end {
             return Ok(BlobStream::empty());
         }
-        // Info may have adopted the blob from peers, which cached it.
-        self.inner
-            .metrics
-            .cache_lookup(self.inner.cache.cached_size(d).is_some());
         let file = self.inner.open_blob(&info, Source::Kubo).await?;
         self.inner
             .served
