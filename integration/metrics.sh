@@ -9,7 +9,7 @@
 #   m1. /healthz and /readyz answer 200 on both nodes; /metrics is Prometheus text
 #   m2. A pulls small from the registry: A's counters moved: Write RPCs (code Ok), bytes
 #       ingested = the image's blob bytes, Info misses that fell back to the registry as
-#       not_in_cluster, tag lookups through the mirror, Kubo add_stream calls, Reads served
+#       not_in_cluster, tag lookups and 404s of the mirror, Kubo add_stream calls, Reads served
 #       from the cache (containerd's walking differ reads every layer), nothing from peers
 #   m3. the registry stopped, B pulls small from peers: B's bytes served from peers cover
 #       every layer, none counted as Kubo; adoptions ok > 0 and none refused; Info and Read
@@ -152,6 +152,7 @@ check_a_pulls_from_registry() {
   [ "$(m a 'ipcs_rpc_requests_total{method="Info",code="NotFound"}')" -gt 0 ] || { say "no Info miss counted"; return 1; }
   [ "$(m a 'ipcs_registry_fallbacks_total{reason="not_in_cluster"}')" -gt 0 ] || { say "no fallback counted"; return 1; }
   [ "$(m a 'ipcs_registry_fallbacks_total{reason="mirror_tag"}')" -gt 0 ] || { say "no tag lookup counted"; return 1; }
+  [ "$(m a 'ipcs_registry_fallbacks_total{reason="mirror_not_found"}')" -gt 0 ] || { say "no mirror 404 counted"; return 1; }
   [ "$(m a 'ipcs_kubo_call_duration_seconds_count{call="add_stream"}')" -gt 0 ] || { say "no Kubo add counted"; return 1; }
   [ "$(m a 'ipcs_served_bytes_total{source="cache"}')" -gt 0 ] || { say "no cache bytes served"; return 1; }
   [ "$(m a 'ipcs_served_bytes_total{source="peers"}')" = 0 ] || { say "A counted bytes from peers"; return 1; }

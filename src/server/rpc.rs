@@ -51,9 +51,34 @@ pub struct Rpc<S> {
     metrics: Metrics,
 }
 
-/// The method's short name from the gRPC path (`/containerd.services.content.v1.Content/Read`).
-fn method_of(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or(path).to_string()
+/// Every method served on the socket, by its gRPC path.
+const METHODS: &[(&str, &[&str])] = &[
+    (
+        "/containerd.services.content.v1.Content/",
+        &[
+            "Info",
+            "Update",
+            "List",
+            "Delete",
+            "Read",
+            "Status",
+            "ListStatuses",
+            "Write",
+            "Abort",
+        ],
+    ),
+    ("/containerd.services.diff.v1.Diff/", &["Apply", "Diff"]),
+    ("/ipcs.admin.v1.Admin/", &["Blobs", "Stats"]),
+];
+
+/// The method's short name from the gRPC path (`/containerd.services.content.v1.Content/Read`
+/// → `Read`); any other path is `unknown`, so a client cannot grow the label set.
+fn method_of(path: &str) -> &'static str {
+    METHODS
+        .iter()
+        .filter_map(|(prefix, names)| Some((path.strip_prefix(prefix)?, *names)))
+        .find_map(|(name, names)| names.iter().find(|n| **n == name).copied())
+        .unwrap_or("unknown")
 }
 
 /// The status code a response or its trailers carry, by name ("OK", "NotFound", …).
@@ -91,7 +116,7 @@ where
             let resp = match fut.await {
                 Ok(r) => r,
                 Err(e) => {
-                    metrics.rpc(&method, "Internal", started.elapsed());
+                    metrics.rpc(method, "Internal", started.elapsed());
                     return Err(e);
                 }
             };
@@ -114,7 +139,7 @@ where
 
 struct Done {
     metrics: Metrics,
-    method: String,
+    method: &'static str,
     started: Instant,
 }
 
@@ -131,7 +156,7 @@ impl<B> Counted<B> {
         if let Some(d) = self.done.take() {
             let code = self.code.as_deref().unwrap_or(fallback);
             let took = d.started.elapsed();
-            d.metrics.rpc(&d.method, code, took);
+            d.metrics.rpc(d.method, code, took);
             // A per-RPC access log, off at the default level (IPCS_LOG=ipcs::server::rpc=debug).
             tracing::debug!(parent: &self.span, code, ms = took.as_millis() as u64, "rpc finished");
         }
@@ -181,12 +206,113 @@ impl<B: Body> Body for Counted<B> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::server::proto::content_client::ContentClient;
+    use crate::server::proto::{InfoRequest, ReadContentRequest};
+    use crate::store::testkit;
+
+    fn value(m: &Metrics, series: &str) -> f64 {
+        m.encode()
+            .lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// Every RPC through the real tonic server is counted by method and code, and a Read
+    /// stream only once it has ended.
+    #[tokio::test]
+    async fn rpcs_are_counted_by_method_and_code_when_they_end() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, _backend) = testkit::open(&dir.path().join("data")).await;
+        let data = vec![7u8; 3 << 20];
+        let d = testkit::put(&store, "r", &data).await.unwrap();
+        let m = store.metrics().clone();
+        let sock = dir.path().join("ipcs.sock");
+        let listener = crate::server::bind_socket(&sock).unwrap();
+        let differ = crate::differ::Differ::new(store.clone(), dir.path().join("mounts"));
+        tokio::spawn(crate::server::serve(
+            store,
+            differ,
+            listener,
+            32 << 20,
+            std::future::pending(),
+        ));
+        let mut c = ContentClient::new(crate::server::client::connect(&sock).await.unwrap());
+        c.info(InfoRequest {
+            digest: d.to_string(),
+        })
+        .await
+        .unwrap();
+        let missing = format!("sha256:{}", "1".repeat(64));
+        assert_eq!(
+            c.info(InfoRequest { digest: missing })
+                .await
+                .unwrap_err()
+                .code(),
+            tonic::Code::NotFound
+        );
+        assert_eq!(
+            value(&m, r#"ipcs_rpc_requests_total{method="Info",code="Ok"}"#),
+            1.0
+        );
+        assert_eq!(
+            value(
+                &m,
+                r#"ipcs_rpc_requests_total{method="Info",code="NotFound"}"#
+            ),
+            1.0
+        );
+        let mut s = c
+            .read(ReadContentRequest {
+                digest: d.to_string(),
+                offset: 0,
+                size: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let first = s.message().await.unwrap().unwrap();
+        assert!(first.data.len() < data.len());
+        assert_eq!(
+            value(&m, r#"ipcs_rpc_duration_seconds_count{method="Read"}"#),
+            0.0
+        );
+        while s.message().await.unwrap().is_some() {}
+        // The server records when the body ends, just after the client saw the trailers.
+        for _ in 0..100 {
+            if value(&m, r#"ipcs_rpc_requests_total{method="Read",code="Ok"}"#) == 1.0 {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            value(&m, r#"ipcs_rpc_requests_total{method="Read",code="Ok"}"#),
+            1.0
+        );
+        assert_eq!(
+            value(&m, r#"ipcs_served_bytes_total{source="cache"}"#),
+            data.len() as f64
+        );
+    }
 
     #[test]
     fn method_names_and_codes() {
         assert_eq!(
             method_of("/containerd.services.content.v1.Content/Read"),
             "Read"
+        );
+        assert_eq!(
+            method_of("/containerd.services.diff.v1.Diff/Apply"),
+            "Apply"
+        );
+        assert_eq!(method_of("/ipcs.admin.v1.Admin/Stats"), "Stats");
+        assert_eq!(
+            method_of("/containerd.services.content.v1.Content/Nope"),
+            "unknown"
+        );
+        assert_eq!(method_of("/x.Y/Read"), "unknown");
+        assert_eq!(
+            method_of("/containerd.services.diff.v1.Diff/Read"),
+            "unknown"
         );
         let mut h = HeaderMap::new();
         assert_eq!(code_in(&h), None);
