@@ -11,7 +11,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
         test-chaos test-local-users test-restart-short test-restart \
         setup-buildkit test-buildkit setup-cri test-cri test-nerdctl-ipfs \
-        test-differ test-differ-quick bench-differ test-car test-compare
+        test-differ test-differ-quick bench-differ test-car test-compare test-metrics
 
 setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit setup-cri build
 
@@ -121,6 +121,12 @@ test-car: setup-kubo setup-containerd build
 test-compare: setup-kubo setup-containerd build
 	bash integration/compare.sh
 
+# Issue 15: metrics and health on two nodes (Kubo + IPFS Cluster + ipcs + containerd 2.x):
+# /healthz, /readyz (503 once Kubo stops), counters scraped during real pulls from the
+# registry, from peers (counted as peers, not Kubo) and through Kubo; JSON logs (~40 s).
+test-metrics: setup-kubo setup-cluster setup-containerd build
+	bash integration/metrics.sh
+
 # Three nodes (Kubo + IPFS Cluster + ipcs + containerd) pulling from each other.
 test-p2p: setup build
 	bash integration/p2p.sh
@@ -160,6 +166,7 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-nerdctl-ipfs
 	@$(MAKE) --no-print-directory test-car
 	@$(MAKE) --no-print-directory test-compare
+	@$(MAKE) --no-print-directory test-metrics
 
 # ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
 # (~13 min on 2 cores). Not part of `make test`.

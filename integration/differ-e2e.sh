@@ -12,18 +12,19 @@
 #      and checked
 #   c. nerdctl pull of multi; its amd64 rootfs mounted and checked
 #   d. ctr run of small prints its known line (runc from Debian)
-#   e. ipcs SIGKILLed while it applies a layer of big (the moment taken from ipcs's log: the
-#      APPLY_LOG_NTH-th line matching APPLY_LOG_RE after the pull started; by default the 1st
-#      "layer applied", so the 2nd layer, ~1 900 small files and the slowest of big's to apply
-#      (over a second here), is in flight; the later layers of random data apply in a few ms
-#      each, too short a window to hit reliably): the pull fails, no snapshot of
+#   e. ipcs SIGKILLed while it applies a layer of big (the moment taken from ipcs's metrics,
+#      polled on its unix socket: once ipcs_differ_layers_applied_total has grown by
+#      APPLY_LOG_NTH since the pull started; by default 1, so the 2nd layer, ~1 900 small
+#      files and the slowest of big's to apply (over a second here), is in flight; the later
+#      layers of random data apply in a few ms each, too short a window to hit reliably):
+#      the pull fails, no snapshot of
 #      a layer not fully applied is committed (the committed ones are a prefix of big's chain
 #      and the killed layer's is absent), and after ipcs restarts the same pull succeeds and
 #      the rootfs checks pass
 #   f. ipcs down: a pull that needs the differ ends with an error within $DOWN_BOUND s (no
 #      hang), naming the unreachable differ/socket
 # Prints TAP-like lines, ends with `differ-e2e (DIFFER): N passed, M failed`.
-# Env: APPLY_LOG_RE ('layer applied'), APPLY_LOG_NTH (1), DIFFER (ipcs, the default, or walking:
+# Env: APPLY_LOG_NTH (1), DIFFER (ipcs, the default, or walking:
 #      the harness on containerd's own differ, by hand only), DOWN_BOUND (60), IPCS_IMAGES, IPCS_TOOLS, KEEP_WORK=1.
 set -euo pipefail
 
@@ -36,7 +37,6 @@ NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
 # ipcs's differ; DIFFER=walking runs the same checks on containerd's own (never in `make test`).
 DIFFER="${DIFFER:-ipcs}"
 case "$DIFFER" in ipcs|walking) ;; *) echo "DIFFER must be ipcs or walking" >&2; exit 2;; esac
-APPLY_LOG_RE="${APPLY_LOG_RE:-layer applied}"
 APPLY_LOG_NTH="${APPLY_LOG_NTH:-1}"
 DOWN_BOUND="${DOWN_BOUND:-60}"
 NS=e2e
@@ -47,7 +47,7 @@ exec 8>&1 9>&2
 started_at=$(date +%s%N)
 work=$(mktemp -d /tmp/ipcs-differ-e2e-XXXXXX)
 logs="$work/logs"; mkdir -p "$logs"
-sock="$work/ipcs/ipcs.sock"; ipcs_log="$work/ipcs.log"
+sock="$work/ipcs/ipcs.sock"; ipcs_log="$work/ipcs.log"; metrics_sock="$work/ipcs/metrics.sock"
 kubo_dir="$work/kubo"; reg_dir="$work/registry"; cd_dir="$work/containerd"; mnt="$work/mnt"
 passed=0 failed=0 setup_done=0 all_run=0 last_log="" ipcs_pid="" bg_pid=""
 
@@ -65,8 +65,15 @@ diagnostics() {
 }
 
 ipcs_up() {
-  start_ipcs --bin "$IPCS" --socket "$sock" --data "$work/ipcs/data" --log "$ipcs_log" --kubo "$api" || return 1
+  start_ipcs --bin "$IPCS" --socket "$sock" --data "$work/ipcs/data" --log "$ipcs_log" --kubo "$api" \
+    -- --metrics-listen "unix://$metrics_sock" || return 1
   ipcs_pid=$IPCS_STARTED_PID
+}
+# Layers ipcs's differ has applied since it started (its metrics endpoint); empty if it
+# does not answer.
+layers_applied() {
+  curl -sS -m 2 --unix-socket "$metrics_sock" http://localhost/metrics 2>/dev/null \
+    | awk '$1 == "ipcs_differ_layers_applied_total" { print int($2) }'
 }
 kill_ipcs() { [ -z "$ipcs_pid" ] || { kill -KILL "$ipcs_pid" 2>/dev/null || true; ipcs_pid=""; }; }
 
@@ -170,24 +177,27 @@ check_run() {
 }
 
 check_kill_mid_apply() {
-  local ids chains off t0 rc=0 hit="" n
+  local ids chains base now t0 rc=0 hit="" n
   ids=$(diff_ids_of big); mapfile -t chains < <(chain_ids_of "$ids")
   logged rm-big ctr 300 images rm --sync "$BIG" || return 1
   # drop big's snapshots too, so the pull applies every layer again
   for ((n = ${#chains[@]} - 1; n >= 0; n--)); do ctr 60 snapshots rm "${chains[$n]}" >/dev/null 2>&1 || true; done
-  off=$(stat -c %s "$ipcs_log")
+  base=$(layers_applied)
+  [ -n "$base" ] || { say "ipcs's metrics endpoint does not answer"; return 1; }
   timeout -k 10 "$PULL_TIMEOUT" "$cd_dir/ctr" -n "$NS" images pull --plain-http --platform linux/amd64 "$BIG" \
     >"$logs/pull-big-killed.log" 2>&1 8>&- 9>&- &
   bg_pid=$!
   t0=$(now_ms)
   while [ $(( $(now_ms) - t0 )) -lt 120000 ]; do
-    hit=$(tail -c +"$((off + 1))" "$ipcs_log" | grep -m"$APPLY_LOG_NTH" -P "$APPLY_LOG_RE" | sed -n "${APPLY_LOG_NTH}p" || true)
-    [ -z "$hit" ] || break
+    now=$(layers_applied)
+    if [ -n "$now" ] && [ "$now" -ge $((base + APPLY_LOG_NTH)) ]; then
+      hit="ipcs_differ_layers_applied_total $base -> $now"; break
+    fi
     kill -0 "$bg_pid" 2>/dev/null || break
     sleep 0.01
   done
   if [ -z "$hit" ]; then
-    say "ipcs's log did not show $APPLY_LOG_NTH lines matching /$APPLY_LOG_RE/ during the pull"; last_log="$ipcs_log"
+    say "ipcs_differ_layers_applied_total did not grow by $APPLY_LOG_NTH from $base during the pull"; last_log="$ipcs_log"
     wait "$bg_pid" || true; bg_pid=""; return 1
   fi
   kill_ipcs

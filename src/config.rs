@@ -72,7 +72,21 @@ pub struct Config {
     /// On SIGTERM, how long requests in flight (Read streams, Writes, commits) may take to
     /// finish before ipcs exits anyway. systemd's TimeoutStopSec must be longer.
     pub drain_secs: u64,
+    /// Where Prometheus metrics, /healthz and /readyz are served: a loopback `host:port`
+    /// or `unix:///path` (none: disabled).
+    pub metrics_listen: Option<String>,
+    /// Log lines as human-readable text or one JSON object each.
+    pub log_format: LogFormat,
     pub import: ImportOptions,
+}
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
 }
 
 impl Default for Config {
@@ -95,6 +109,8 @@ impl Default for Config {
             peer_fetch_deadline_secs: 120,
             mirror_listen: None,
             drain_secs: 30,
+            metrics_listen: None,
+            log_format: LogFormat::Text,
             import: ImportOptions::default(),
         }
     }
@@ -151,6 +167,13 @@ pub struct Overrides {
     /// Seconds requests in flight may take to finish after SIGTERM (0: stop at once).
     #[arg(long, env = "IPCS_DRAIN_SECS")]
     pub drain_secs: Option<u64>,
+    /// Serve Prometheus metrics, /healthz and /readyz on this loopback host:port or
+    /// unix:///path.
+    #[arg(long, env = "IPCS_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+    /// Log format: text or json (one JSON object per line).
+    #[arg(long, env = "IPCS_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
     /// UnixFS chunk size of imported blobs (changes their CIDs).
     #[arg(long, env = "IPCS_IMPORT_CHUNK_SIZE")]
     pub import_chunk_size: Option<u32>,
@@ -229,6 +252,12 @@ impl Config {
         if let Some(v) = o.drain_secs {
             c.drain_secs = v;
         }
+        if let Some(v) = &o.metrics_listen {
+            c.metrics_listen = Some(v.clone());
+        }
+        if let Some(v) = o.log_format {
+            c.log_format = v;
+        }
         if let Some(v) = o.import_chunk_size {
             c.import.chunk_size = v;
         }
@@ -273,6 +302,13 @@ impl Config {
                 Ok(_) => return bad(format!("mirror_listen {addr} is not a loopback address")),
                 Err(e) => return bad(format!("mirror_listen {addr:?}: {e}")),
             }
+        }
+        if let Some(Err(e)) = self
+            .metrics_listen
+            .as_deref()
+            .map(crate::metrics::http::Listen::parse)
+        {
+            return bad(format!("metrics_listen {e}"));
         }
         if self.import.cid_version == 0 && self.import.raw_leaves {
             return bad("import.raw_leaves needs import.cid_version = 1".into());
@@ -379,6 +415,53 @@ mod tests {
         };
         assert_eq!(Config::load(&o).unwrap().import.chunk_size, 4096);
         assert!(c.import.raw_leaves);
+    }
+
+    #[test]
+    fn metrics_listen_and_log_format_from_file_and_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipcs.toml");
+        std::fs::write(
+            &path,
+            "metrics_listen = \"127.0.0.1:9464\"\nlog_format = \"json\"\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(c.metrics_listen.as_deref(), Some("127.0.0.1:9464"));
+        assert_eq!(c.log_format, LogFormat::Json);
+        assert_eq!(Config::default().log_format, LogFormat::Text);
+        assert_eq!(Config::default().metrics_listen, None);
+        let o = Overrides {
+            config: Some(path.clone()),
+            metrics_listen: Some("unix:///run/ipcs/metrics.sock".into()),
+            log_format: Some(LogFormat::Text),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert_eq!(
+            c.metrics_listen.as_deref(),
+            Some("unix:///run/ipcs/metrics.sock")
+        );
+        assert_eq!(c.log_format, LogFormat::Text);
+        let o = Overrides {
+            metrics_listen: Some("0.0.0.0:9464".into()),
+            ..Default::default()
+        };
+        let e = Config::load(&o).unwrap_err().to_string();
+        assert!(
+            e.contains("metrics_listen") && e.contains("loopback"),
+            "{e}"
+        );
+        std::fs::write(&path, "log_format = \"xml\"\n").unwrap();
+        let o = Overrides {
+            config: Some(path),
+            ..Default::default()
+        };
+        assert!(Config::load(&o).is_err());
     }
 
     #[test]

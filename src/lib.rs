@@ -29,6 +29,7 @@ pub mod fsck;
 pub mod index;
 pub mod ipfs;
 pub mod ipfs_push;
+pub mod metrics;
 pub mod mirror;
 pub mod node;
 pub mod peer;

@@ -1,7 +1,9 @@
 //! The `ipcs` command line.
 use clap::{Parser, Subcommand};
-use ipcs::config::{Config, Overrides};
+use ipcs::config::{Config, LogFormat, Overrides};
 use ipcs::fsck::{FsckOptions, Outcome};
+use ipcs::metrics::http::{Listen, ReadyCheck};
+use ipcs::metrics::Metrics;
 use ipcs::server::proto::admin::admin_client::AdminClient;
 use ipcs::server::proto::admin::{BlobsRequest, StatsRequest};
 use ipcs::server::shutdown::{self, StopRequests, Stopped};
@@ -117,14 +119,34 @@ struct ClientArgs {
     filters: Vec<String>,
 }
 
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("IPCS_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt()
+    let fmt = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        // One object per line; the RPC span's fields (method, digest, ref) in "span".
+        LogFormat::Json => fmt
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => fmt
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
+}
+
+/// The log format the command's configuration asks for; a configuration that does not
+/// load is reported by the command itself, in text.
+fn log_format(cmd: &Command) -> LogFormat {
+    let o = match cmd {
+        Command::Serve(o) => o,
+        Command::Fsck(a) => &a.config,
+        _ => return LogFormat::Text,
+    };
+    Config::load(o).map(|c| c.log_format).unwrap_or_default()
 }
 
 /// The socket passed by a service manager, taken before the runtime's threads exist.
@@ -146,7 +168,10 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?
         .map_err(|e| format!("data_dir {}: {e}", config.data_dir.display()))?;
-    let node = ipcs::node::open(&config).await.map_err(|e| e.to_string())?;
+    let metrics = Metrics::new();
+    let node = ipcs::node::open(&config, metrics.clone())
+        .await
+        .map_err(|e| e.to_string())?;
     let store = node.store;
     match store.backend().version().await {
         Ok(v) => tracing::info!(kubo = %config.kubo_api, version = %v, "kubo reachable"),
@@ -167,6 +192,20 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
             ipcs::mirror::serve(store.clone(), node.peers, addr, secret)
                 .await
                 .map_err(|e| format!("registry mirror on {addr}: {e}"))?,
+        );
+    }
+    let mut metrics_endpoint = None;
+    if let Some(at) = &config.metrics_listen {
+        let at = Listen::parse(at).map_err(|e| format!("metrics_listen {e}"))?;
+        let s = store.clone();
+        let ready: ReadyCheck = std::sync::Arc::new(move || {
+            let s = s.clone();
+            Box::pin(async move { s.ready().await })
+        });
+        metrics_endpoint = Some(
+            ipcs::metrics::http::serve(&at, metrics, ready)
+                .await
+                .map_err(|e| format!("metrics endpoint on {at}: {e}"))?,
         );
     }
     let activated = inherited.is_some();
@@ -199,11 +238,19 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
     );
     let _ = begin_drain.send(());
     let in_flight = async {
-        let (r, ()) = tokio::join!(grpc, async {
-            if let Some(m) = mirror {
-                m.stop().await
+        let (r, (), ()) = tokio::join!(
+            grpc,
+            async {
+                if let Some(m) = mirror {
+                    m.stop().await
+                }
+            },
+            async {
+                if let Some(m) = metrics_endpoint {
+                    m.stop().await
+                }
             }
-        });
+        );
         if let Err(e) = r {
             tracing::warn!(error = %e, "content API ended with an error while draining");
         }
@@ -358,8 +405,8 @@ async fn fsck(a: FsckArgs) -> ExitCode {
 }
 
 fn main() -> ExitCode {
-    init_logging();
     let cli = Cli::parse();
+    init_logging(log_format(&cli.command));
     // Socket activation changes the environment, which is only sound single-threaded.
     let inherited = match &cli.command {
         Command::Serve(_) => Some(server::activation::take()),

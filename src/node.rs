@@ -1,11 +1,12 @@
 //! Wires one node together: the Kubo backend named after the data dir's store id, peer
 //! distribution plugged into the content core's hooks, and the core itself. `main` and
 //! the tests that run a real node call this; nothing below imports it.
-use crate::backend::{BlobBackend, KuboBackend};
+use crate::backend::{BlobBackend, KuboBackend, Metered};
 use crate::car::Archive;
 use crate::config::Config;
 use crate::data::{identity, DataPaths};
 use crate::ipfs::KuboClient;
+use crate::metrics::Metrics;
 use crate::peer::Peers;
 use crate::store::{ContentStore, StoreError};
 use std::sync::Arc;
@@ -39,11 +40,12 @@ fn kubo_client(config: &Config) -> Result<KuboClient, StoreError> {
     .map_err(StoreError::ipfs("configuring kubo client"))
 }
 
-/// Opens the store over Kubo with peer distribution, and starts the cluster loop.
-pub async fn open(config: &Config) -> Result<Node, StoreError> {
-    let backend = kubo_backend(config).await?;
+/// Opens the store over Kubo with peer distribution, and starts the cluster loop. Every
+/// layer counts into `metrics` (Kubo calls through `backend::Metered`).
+pub async fn open(config: &Config, metrics: Metrics) -> Result<Node, StoreError> {
+    let backend = Arc::new(Metered::new(kubo_backend(config).await?, metrics.clone()));
     let peers = Peers::new(config).map_err(|e| StoreError::Internal(e.to_string()))?;
-    let store = ContentStore::open(config, backend, peers.clone()).await?;
+    let store = ContentStore::open(config, backend, peers.clone(), metrics).await?;
     peers.start(store.clone(), config.cluster_refresh());
     let archive = Arc::new(Archive::new(store.clone(), kubo_client(config)?));
     Ok(Node {

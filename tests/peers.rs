@@ -39,8 +39,17 @@ async fn ipfs_urls_in_manifests_let_a_node_adopt_verified_blobs() {
     drop(a);
 
     // Node B (same IPFS network, empty store) learns locations from a manifest: one right,
-    // one pointing a digest at the wrong content.
-    let b = Ipcs::start().await;
+    // one pointing a digest at the wrong content. Its metrics count each adoption's outcome.
+    let metrics_dir = tempfile::tempdir().unwrap();
+    let metrics_sock = metrics_dir.path().join("metrics.sock");
+    let b = Ipcs::start_with(
+        kubo_api(),
+        vec![(
+            "IPCS_METRICS_LISTEN".into(),
+            format!("unix://{}", metrics_sock.display()),
+        )],
+    )
+    .await;
     let mut cb = b.content().await;
     let wrong_digest = sha256_digest(b"content nobody has");
     let wrong_size = sha256_digest(b"a size nobody has");
@@ -94,6 +103,47 @@ async fn ipfs_urls_in_manifests_let_a_node_adopt_verified_blobs() {
     );
     assert!(log.contains(&expect), "{log}");
     assert!(!b.cids().await.contains_key(&wrong_size));
+
+    // One adoption each way, whether the Info or the manifest's prefetch tried it first; no
+    // byte of the adopted blob counted as Kubo's.
+    let (code, text) = metrics_get(&metrics_sock, "/metrics").await;
+    assert_eq!(code, 200);
+    let outcome = |o: &str| {
+        metric(
+            &text,
+            &format!("ipcs_peer_adoptions_total{{outcome=\"{o}\"}}"),
+        )
+    };
+    assert_eq!(outcome("ok"), 1.0, "{text}");
+    assert_eq!(outcome("refused_digest"), 1.0, "{text}");
+    assert_eq!(outcome("refused_size"), 1.0, "{text}");
+    assert_eq!(outcome("failed"), 0.0, "{text}");
+    let served = |s: &str| metric(&text, &format!("ipcs_served_bytes_total{{source=\"{s}\"}}"));
+    assert!(served("peers") >= good.len() as f64, "{text}");
+    assert_eq!(served("kubo"), 0.0, "{text}");
+    let fallbacks: f64 = text
+        .lines()
+        .filter(|l| l.starts_with("ipcs_registry_fallbacks_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(
+        fallbacks >= 2.0,
+        "the two refused digests left containerd to the registry: {text}"
+    );
+    assert!(
+        metric(
+            &text,
+            r#"ipcs_rpc_requests_total{method="Info",code="NotFound"}"#
+        ) >= 2.0,
+        "{text}"
+    );
+    assert!(
+        metric(
+            &text,
+            r#"ipcs_kubo_call_duration_seconds_count{call="stat"}"#
+        ) >= 1.0,
+        "{text}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

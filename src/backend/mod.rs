@@ -10,9 +10,11 @@
 mod kubo;
 #[cfg(test)]
 pub(crate) mod memory;
+mod metered;
 
 pub use crate::ipfs::KuboError as BackendError;
 pub use kubo::KuboBackend;
+pub use metered::Metered;
 
 use crate::cid::Cid;
 use bytes::Bytes;

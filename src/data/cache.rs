@@ -78,6 +78,8 @@ pub struct BlobCache {
     fetching: SingleFlight<Digest>,
     /// Makes every temp file name unique, whoever fetches.
     tmp_seq: AtomicU64,
+    /// Blobs evicted since start (read by the metrics).
+    evicted: AtomicU64,
 }
 
 impl BlobCache {
@@ -88,6 +90,7 @@ impl BlobCache {
             state: Mutex::new(State::default()),
             fetching: Default::default(),
             tmp_seq: AtomicU64::new(0),
+            evicted: AtomicU64::new(0),
         }
     }
 
@@ -204,6 +207,11 @@ impl BlobCache {
         self.state.lock().expect("cache state").total
     }
 
+    /// Blobs evicted to keep within the bound since this cache was made.
+    pub fn evictions(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
     /// Drops least recently used blobs until the cache fits, never `keep`. Open file
     /// handles stay valid after the unlink, so a Read in progress is not disturbed.
     fn evict(&self, keep: Option<&Digest>) -> std::io::Result<()> {
@@ -234,6 +242,8 @@ impl BlobCache {
                     st.total -= e.size;
                 }
             }
+            self.evicted
+                .fetch_add(victims.len() as u64, Ordering::Relaxed);
             victims
         };
         for d in victims {

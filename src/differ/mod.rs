@@ -132,6 +132,7 @@ impl Differ {
             ms = started.elapsed().as_millis() as u64,
             "layer applied"
         );
+        self.store.metrics().layer_applied();
         Ok(applied)
     }
 }

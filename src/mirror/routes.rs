@@ -1,5 +1,6 @@
 //! The mirror's HTTP routes: `/v2/`, manifests by tag or digest, blobs by digest.
 use crate::digest::Digest;
+use crate::metrics::Fallback;
 use crate::mirror::Mirror;
 use crate::store::{StoreError, MAX_MANIFEST_BYTES};
 use bytes::Bytes;
@@ -98,17 +99,23 @@ pub async fn handle(m: &Mirror, req: Request<Incoming>) -> Response<Body> {
     }
 }
 
-fn not_found_or_error(what: &str, e: StoreError) -> Response<Body> {
+/// A 404: containerd then asks the next host in hosts.toml, the registry.
+fn not_found(m: &Mirror) -> Response<Body> {
+    m.store.metrics().fallback(Fallback::MirrorNotFound);
+    empty(StatusCode::NOT_FOUND)
+}
+
+fn not_found_or_error(m: &Mirror, what: &str, e: StoreError) -> Response<Body> {
     if !matches!(e, StoreError::NotFound(_)) {
         tracing::warn!(error = %e, "mirror: {what}");
     }
-    empty(StatusCode::NOT_FOUND)
+    not_found(m)
 }
 
 pub(super) async fn blob(m: &Mirror, head: bool, d: &Digest) -> Response<Body> {
     let info = match m.store.info(d).await {
         Ok(i) => i,
-        Err(e) => return not_found_or_error("blob", e),
+        Err(e) => return not_found_or_error(m, "blob", e),
     };
     let builder = Response::builder()
         .status(StatusCode::OK)
@@ -126,7 +133,7 @@ pub(super) async fn blob(m: &Mirror, head: bool, d: &Digest) -> Response<Body> {
             });
             build(builder, BodyExt::boxed_unsync(StreamBody::new(frames)))
         }
-        Err(e) => not_found_or_error("blob read", e),
+        Err(e) => not_found_or_error(m, "blob read", e),
     }
 }
 
@@ -138,8 +145,8 @@ pub(super) async fn manifest_by_digest(
 ) -> Response<Body> {
     let body = match m.store.read_small(d, MAX_MANIFEST_BYTES).await {
         Ok(Some(b)) => b,
-        Ok(None) => return empty(StatusCode::NOT_FOUND),
-        Err(e) => return not_found_or_error("manifest", e),
+        Ok(None) => return not_found(m),
+        Err(e) => return not_found_or_error(m, "manifest", e),
     };
     let declared = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -165,6 +172,7 @@ async fn manifest_by_tag(
     tag: &str,
 ) -> Response<Body> {
     let reference = format!("{ns}/{name}:{tag}");
+    m.store.metrics().fallback(Fallback::MirrorTag);
     match m.upstream.resolve(ns, name, tag).await {
         Ok(ans) => {
             let (store, peers) = (m.store.clone(), m.peers.clone());
@@ -191,7 +199,7 @@ async fn manifest_by_tag(
             }
             None => {
                 tracing::info!(%reference, registry = %why, "tag unknown to the cluster and the registry is not answering");
-                empty(StatusCode::NOT_FOUND)
+                not_found(m)
             }
         },
     }

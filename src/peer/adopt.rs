@@ -11,6 +11,7 @@
 //! then finds its blob ready or joins the fetch already under way.
 use crate::cid::Cid;
 use crate::digest::Digest;
+use crate::metrics::{Adoption, Fallback};
 use crate::peer::manifest::image_blobs;
 use crate::peer::Peers;
 use crate::store::{ContentStore, Info, StoreError, MAX_MANIFEST_BYTES};
@@ -23,47 +24,67 @@ pub(crate) const PREFETCH_CONCURRENCY: usize = 4;
 const PREFETCH_MAX_BLOBS: usize = 256;
 
 impl Peers {
-    pub(crate) async fn adopt_from_peers(&self, core: &ContentStore, d: &Digest) -> Option<Info> {
+    /// The blob adopted from peers, or why containerd must use the registry (`None`:
+    /// another caller just tried and already counted its outcome).
+    pub(crate) async fn adopt_from_peers(
+        &self,
+        core: &ContentStore,
+        d: &Digest,
+    ) -> Result<Info, Option<Fallback>> {
         let turn = self.adopting.turn(d.clone()).await;
         // Whoever held the turn before adopted it, or tried every candidate in vain
         // (trying again would only make containerd wait twice before the registry).
         match core.contains(d).await {
-            Ok(true) => core.info(d).await.ok(),
-            _ if turn.waited => None,
-            _ => self.adopt_candidates(core, d).await,
+            Ok(true) => core.info(d).await.map_err(|_| None),
+            _ if turn.waited => Err(None),
+            _ => self.adopt_candidates(core, d).await.map_err(Some),
         }
     }
 
-    async fn adopt_candidates(&self, core: &ContentStore, d: &Digest) -> Option<Info> {
+    async fn adopt_candidates(&self, core: &ContentStore, d: &Digest) -> Result<Info, Fallback> {
         let key = d.to_string();
+        let metrics = core.metrics();
+        let mut why = Fallback::NotInCluster;
         for cand in self.resolver.candidates(&key) {
             let Ok(cid) = cand.cid.parse::<Cid>() else {
                 self.resolver.reject(&key, &cand.cid);
+                why = Fallback::VerificationFailed;
                 continue;
             };
             let adopted = tokio::time::timeout(self.peer_deadline, async {
-                self.prefetch_dag(core, d, &cid, cand.size).await?;
-                core.adopt(d, &cid, cand.size).await
+                self.prefetch_dag(core, d, &cid, cand.size)
+                    .await
+                    .map_err(|e| (Adoption::RefusedSize, e))?;
+                core.adopt(d, &cid, cand.size)
+                    .await
+                    .map_err(|e| (Adoption::RefusedDigest, e))
             })
             .await;
             match adopted {
                 Ok(Ok(info)) => {
+                    metrics.adoption(Adoption::Ok);
                     tracing::info!(digest = %key, cid = %cid, size = cand.size, origin = ?cand.origin, "obtained from peers, verified");
-                    return Some(info);
+                    return Ok(info);
                 }
-                Ok(Err(StoreError::DataLoss(msg))) => {
+                Ok(Err((refusal, StoreError::DataLoss(msg)))) => {
+                    metrics.adoption(refusal);
+                    why = Fallback::VerificationFailed;
                     tracing::error!(digest = %key, cid = %cid, origin = ?cand.origin, "{msg}; ignoring this mapping");
                     self.resolver.reject(&key, &cand.cid);
                 }
-                Ok(Err(e)) => {
+                Ok(Err((_, e))) => {
+                    metrics.adoption(Adoption::Failed);
+                    why = Fallback::PeerFailed;
                     tracing::warn!(digest = %key, cid = %cid, error = %e, "peers could not deliver; containerd will use the registry");
                 }
                 Err(_) => {
+                    metrics.adoption(Adoption::Failed);
+                    why = Fallback::PeerFailed;
                     tracing::warn!(digest = %key, cid = %cid, deadline = ?self.peer_deadline, "peers did not deliver in time; containerd will use the registry");
                 }
             }
         }
-        None
+        Err(why)
     }
 
     /// Pulls the candidate's whole DAG into the node before the core reads and hashes
@@ -135,7 +156,7 @@ impl Peers {
                 if core.contains(&b).await.unwrap_or(true) {
                     return;
                 }
-                me.adopt_from_peers(&core, &b).await;
+                let _ = me.adopt_from_peers(&core, &b).await;
             });
         }
     }

@@ -82,6 +82,17 @@ impl Distribution for Peers {
         core: ContentStore,
         digest: Digest,
     ) -> BoxFuture<'static, Option<Info>> {
-        Box::pin(async move { self.adopt_from_peers(&core, &digest).await })
+        Box::pin(async move {
+            match self.adopt_from_peers(&core, &digest).await {
+                Ok(info) => Some(info),
+                Err(why) => {
+                    // containerd now downloads the blob from the registry.
+                    if let Some(why) = why {
+                        core.metrics().fallback(why);
+                    }
+                    None
+                }
+            }
+        })
     }
 }

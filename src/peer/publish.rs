@@ -2,6 +2,7 @@
 //! fresh. One background loop: read the pinset (the resolver answers Info misses from this
 //! snapshot, never with a request per Info), then pin in the cluster whatever local blob is
 //! not there yet. A cluster that is down only delays publishing; commits never wait for it.
+use crate::metrics::Kind;
 use crate::peer::{Peers, TagRecord};
 use crate::store::{ContentStore, Info, StoreError};
 use std::future::Future;
@@ -18,6 +19,22 @@ pub(crate) fn spawn(peers: Arc<Peers>, store: ContentStore, every: Duration) {
             return;
         };
         let mut healthy = true;
+        let metrics = store.metrics().clone();
+        let weak = Arc::downgrade(&peers);
+        metrics.sample(
+            "ipcs_cluster_pinset_age_seconds",
+            "Seconds since the local snapshot of the cluster pinset was last read",
+            Kind::Gauge,
+            move || {
+                Some(
+                    weak.upgrade()?
+                        .resolver
+                        .cluster_refreshed()?
+                        .elapsed()
+                        .as_secs_f64(),
+                )
+            },
+        );
         loop {
             match cluster.view().await {
                 Ok(view) => {
@@ -25,6 +42,7 @@ pub(crate) fn spawn(peers: Arc<Peers>, store: ContentStore, every: Duration) {
                         tracing::info!(cluster = %cluster.address(), "cluster reachable again");
                     }
                     healthy = true;
+                    metrics.pinset_blobs(view.blobs.len());
                     peers.resolver.set_cluster_view(view);
                     let scan = unpublished_blobs(&peers, &store);
                     let pin = |rec: Info| {

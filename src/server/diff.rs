@@ -24,6 +24,7 @@ impl proto::diff_server::Diff for DiffService {
         req: Request<proto::ApplyRequest>,
     ) -> Result<Response<proto::ApplyResponse>, Status> {
         let req = diff_convert::apply_request(req.into_inner()).map_err(diff_status)?;
+        crate::server::rpc::record_digest(&req.layer.digest);
         let applied = self.differ.apply(req).await.map_err(diff_status)?;
         Ok(Response::new(diff_convert::applied(applied)))
     }

@@ -109,6 +109,7 @@ pub async fn serve(
         .max_decoding_message_size(max_message_bytes)
         .max_encoding_message_size(max_message_bytes);
     tonic::transport::Server::builder()
+        .layer(super::rpc::RpcLayer::new(store.metrics().clone()))
         .add_service(content)
         .add_service(diff)
         .add_service(

@@ -14,6 +14,7 @@ mod diff;
 mod diff_convert;
 mod listen;
 pub mod proto;
+mod rpc;
 pub mod shutdown;
 mod status;
 mod write;
@@ -27,6 +28,7 @@ use status::to_status;
 use std::pin::Pin;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use tracing::Instrument;
 
 type ResponseStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
@@ -55,6 +57,7 @@ impl Content for ContentService {
         req: Request<proto::InfoRequest>,
     ) -> Result<Response<proto::InfoResponse>, Status> {
         let d = convert::digest(&req.into_inner().digest).map_err(to_status)?;
+        rpc::record_digest(&d.to_string());
         let info = self.store.info(&d).await.map_err(to_status)?;
         Ok(Response::new(proto::InfoResponse {
             info: Some(convert::info(info)),
@@ -70,6 +73,7 @@ impl Content for ContentService {
             .info
             .ok_or_else(|| Status::invalid_argument("update without info"))?;
         let d = convert::digest(&info.digest).map_err(to_status)?;
+        rpc::record_digest(&d.to_string());
         let paths = req.update_mask.map(|m| m.paths).unwrap_or_default();
         let updated = self
             .store
@@ -103,6 +107,7 @@ impl Content for ContentService {
         req: Request<proto::DeleteContentRequest>,
     ) -> Result<Response<()>, Status> {
         let d = convert::digest(&req.into_inner().digest).map_err(to_status)?;
+        rpc::record_digest(&d.to_string());
         self.store.delete(&d).await.map_err(to_status)?;
         Ok(Response::new(()))
     }
@@ -115,6 +120,7 @@ impl Content for ContentService {
     ) -> Result<Response<Self::ReadStream>, Status> {
         let req = req.into_inner();
         let d = convert::digest(&req.digest).map_err(to_status)?;
+        rpc::record_digest(&d.to_string());
         let blob = self
             .store
             .read(&d, req.offset, req.size)
@@ -135,11 +141,9 @@ impl Content for ContentService {
         &self,
         req: Request<proto::StatusRequest>,
     ) -> Result<Response<proto::StatusResponse>, Status> {
-        let st = self
-            .store
-            .status(&req.into_inner().r#ref)
-            .await
-            .map_err(to_status)?;
+        let r = req.into_inner().r#ref;
+        rpc::record_ref(&r);
+        let st = self.store.status(&r).await.map_err(to_status)?;
         Ok(Response::new(proto::StatusResponse {
             status: Some(convert::status(st)),
         }))
@@ -166,15 +170,18 @@ impl Content for ContentService {
         req: Request<Streaming<proto::WriteContentRequest>>,
     ) -> Result<Response<Self::WriteStream>, Status> {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
-        tokio::spawn(write::run(self.store.clone(), req.into_inner(), tx));
+        // The session outlives this call: it keeps the RPC's span (write.rs names the ref).
+        tokio::spawn(
+            write::run(self.store.clone(), req.into_inner(), tx)
+                .instrument(tracing::Span::current()),
+        );
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn abort(&self, req: Request<proto::AbortRequest>) -> Result<Response<()>, Status> {
-        self.store
-            .abort(&req.into_inner().r#ref)
-            .await
-            .map_err(to_status)?;
+        let r = req.into_inner().r#ref;
+        rpc::record_ref(&r);
+        self.store.abort(&r).await.map_err(to_status)?;
         Ok(Response::new(()))
     }
 }

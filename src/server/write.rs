@@ -33,6 +33,7 @@ async fn session(
     incoming: &mut Streaming<WriteContentRequest>,
     out: &mpsc::Sender<Result<WriteContentResponse, Status>>,
 ) -> Result<(), Status> {
+    crate::server::rpc::record_ref(&first.r#ref);
     if first.r#ref.is_empty() {
         return Err(Status::invalid_argument(
             "first message must have a reference",

@@ -6,6 +6,7 @@ use crate::backend::Reach;
 use crate::cid::Cid;
 use crate::digest::Digest;
 use crate::index::{BlobRecord, Committed, UnixNanos};
+use crate::metrics::Source;
 use crate::store::error::{blocking, StoreError};
 use crate::store::{ContentStore, Info};
 use std::collections::BTreeMap;
@@ -24,7 +25,7 @@ impl ContentStore {
             updated_at: t,
         };
         let inner = &self.inner;
-        inner.open_blob(&rec.clone().into()).await?;
+        inner.open_blob(&rec.clone().into(), Source::Peers).await?;
         if let Err(e) = inner.backend.pin(cid, size, Reach::Network).await {
             let _ = inner.cache.remove_async(digest).await;
             return Err(StoreError::ipfs(format!("pinning {digest} ({cid})"))(e));

@@ -163,6 +163,11 @@ impl RefLocks {
             .map(|h| *h.progress.lock().expect("progress lock"))
     }
 
+    /// Write streams holding a ref now (what `max_open_ingests` bounds).
+    pub fn writers(&self) -> usize {
+        self.held.lock().expect("ref lock table").writers
+    }
+
     #[cfg(test)]
     pub fn is_held(&self, ingest_ref: &str) -> bool {
         self.held

@@ -66,6 +66,7 @@ impl ContentStore {
         let d = d.clone();
         blocking(move || {
             inner.index.remove_blob(&d.to_string())?;
+            inner.served.forget(&d);
             inner
                 .cache
                 .remove(&d)

@@ -21,9 +21,12 @@ mod open_verified;
 mod read;
 mod reader;
 mod rules;
+mod served;
 mod types;
 mod writer;
 
+#[cfg(test)]
+mod metrics_tests;
 #[cfg(test)]
 pub(crate) mod testkit;
 #[cfg(test)]
@@ -41,6 +44,7 @@ use crate::backend::BlobBackend;
 use crate::data::{BlobCache, DataPaths};
 use crate::digest::Digest;
 use crate::index::{BlobRecord, Index};
+use crate::metrics::Metrics;
 use locks::RefLocks;
 use std::sync::Arc;
 use std::time::Duration;
@@ -55,6 +59,8 @@ pub(crate) struct Inner {
     max_label_bytes: usize,
     max_ref_bytes: usize,
     hooks: Arc<dyn Distribution>,
+    metrics: Metrics,
+    served: served::Served,
 }
 
 /// A handle on the content core; cheap to clone.
@@ -109,5 +115,10 @@ impl Inner {
 impl ContentStore {
     pub fn backend(&self) -> &Arc<dyn BlobBackend> {
         &self.inner.backend
+    }
+
+    /// The process's metrics, for the layers above that count (peers, differ, faces).
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 }

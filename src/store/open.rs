@@ -4,6 +4,7 @@ use crate::backend::BlobBackend;
 use crate::config::Config;
 use crate::data::{BlobCache, DataPaths};
 use crate::index::Index;
+use crate::metrics::{Kind, Metrics};
 use crate::store::error::{blocking, StoreError};
 use crate::store::hooks::Distribution;
 use crate::store::locks::RefLocks;
@@ -19,6 +20,7 @@ impl ContentStore {
         config: &Config,
         backend: Arc<dyn BlobBackend>,
         hooks: Arc<dyn Distribution>,
+        metrics: Metrics,
     ) -> Result<ContentStore, StoreError> {
         let paths = DataPaths::new(&config.data_dir);
         let p = paths.clone();
@@ -59,7 +61,37 @@ impl ContentStore {
             max_label_bytes: config.max_label_bytes,
             max_ref_bytes: config.max_ref_bytes,
             hooks,
+            metrics,
+            served: Default::default(),
         });
+        sample(&inner);
         Ok(ContentStore { inner })
     }
+}
+
+/// What the metrics read from the store at each scrape. Weak: a scrape never keeps a
+/// closed store alive.
+fn sample(inner: &Arc<Inner>) {
+    let m = &inner.metrics;
+    let w = Arc::downgrade(inner);
+    m.sample(
+        "ipcs_cache_bytes",
+        "Bytes in the local blob cache",
+        Kind::Gauge,
+        move || Some(w.upgrade()?.cache.bytes() as f64),
+    );
+    let w = Arc::downgrade(inner);
+    m.sample(
+        "ipcs_cache_evictions",
+        "Blobs evicted from the local cache to keep it within cache_max_bytes",
+        Kind::Counter,
+        move || Some(w.upgrade()?.cache.evictions() as f64),
+    );
+    let w = Arc::downgrade(inner);
+    m.sample(
+        "ipcs_open_ingests",
+        "Write streams holding an ingest now",
+        Kind::Gauge,
+        move || Some(w.upgrade()?.locks.writers() as f64),
+    );
 }

@@ -1,6 +1,7 @@
 //! The one entry point for readers inside ipcs (the differ) that want a blob's bytes
 //! without an RPC per read: the blob as a local file, verified against its digest.
 use crate::digest::Digest;
+use crate::metrics::Source;
 use crate::store::{ContentStore, StoreError};
 use std::fs::File;
 
@@ -19,16 +20,20 @@ impl ContentStore {
     /// handed out.
     pub async fn open_verified(&self, d: &Digest) -> Result<VerifiedBlob, StoreError> {
         let file = match self.inner.cache.open_async(d).await {
-            Some(f) => f,
+            Some(f) => {
+                self.inner.metrics.cache_lookup(true);
+                f
+            }
             None => {
                 let info = self.inner.record_or_miss(d).await?;
-                self.inner.open_blob(&info).await?
+                self.inner.open_blob(&info, Source::Kubo).await?
             }
         };
         let size = file
             .metadata()
             .map_err(StoreError::io(format!("reading the size of cached {d}")))?
             .len();
+        self.inner.served.serve(&self.inner.metrics, d, size);
         Ok(VerifiedBlob { file, size })
     }
 }

@@ -4,6 +4,7 @@
 use crate::data::cache::{FetchError, Wanted};
 use crate::digest::Digest;
 use crate::filter::{Fields, Filter};
+use crate::metrics::Source;
 use crate::store::error::{blocking, StoreError};
 use crate::store::{BlobStream, ContentStore, Info, Inner, StoreStats};
 use futures::StreamExt;
@@ -39,17 +40,31 @@ impl From<FetchError> for StoreError {
 }
 
 impl Inner {
-    /// The blob's file: the cached one, else fetched from the backend and verified.
-    pub(crate) async fn open_blob(self: &Arc<Self>, info: &Info) -> Result<File, StoreError> {
+    /// The blob's file: the cached one, else fetched from the backend and verified. A
+    /// fetch credits the blob's next `size` bytes served to `source` (the backend's own
+    /// blocks: Kubo; a DAG just pulled from other nodes: peers).
+    pub(crate) async fn open_blob(
+        self: &Arc<Self>,
+        info: &Info,
+        source: Source,
+    ) -> Result<File, StoreError> {
         let want = Wanted {
             digest: &info.digest,
             cid: &info.cid,
             size: info.size,
         };
-        Ok(self
+        // Opened first so that a cache entry whose file is gone counts as the miss it is.
+        if let Some(f) = self.cache.open_async(&info.digest).await {
+            self.metrics.cache_lookup(true);
+            return Ok(f);
+        }
+        self.metrics.cache_lookup(false);
+        let file = self
             .cache
             .open_or_fetch(self.backend.as_ref(), want)
-            .await?)
+            .await?;
+        self.served.filled(&info.digest, source, info.size);
+        Ok(file)
     }
 }
 
@@ -74,6 +89,10 @@ impl ContentStore {
             }
             let path = self.inner.cache.path(d);
             if let Some(stream) = BlobStream::open_cached(path, offset, end).await? {
+                self.inner.metrics.cache_lookup(true);
+                self.inner
+                    .served
+                    .serve(&self.inner.metrics, d, end - offset);
                 return Ok(stream);
             }
         }
@@ -82,7 +101,10 @@ impl ContentStore {
         if offset == end {
             return Ok(BlobStream::empty());
         }
-        let file = self.inner.open_blob(&info).await?;
+        let file = self.inner.open_blob(&info, Source::Kubo).await?;
+        self.inner
+            .served
+            .serve(&self.inner.metrics, d, end - offset);
         Ok(BlobStream::new(file, offset, end))
     }
 
@@ -103,6 +125,24 @@ impl ContentStore {
     /// Whether the blob is in the local cache (no index lookup, no hook).
     pub fn is_cached(&self, d: &Digest) -> bool {
         self.inner.cache.cached_size(d).is_some()
+    }
+
+    /// Whether the store can serve: its index answers a lookup and its backend (Kubo)
+    /// its version. `Err` says which is not.
+    pub async fn ready(&self) -> Result<(), String> {
+        let probe: Digest = format!("sha256:{}", "0".repeat(64))
+            .parse()
+            .map_err(|e| format!("{e}"))?;
+        self.inner
+            .exists(&probe)
+            .await
+            .map_err(|e| format!("index: {e}"))?;
+        self.inner
+            .backend
+            .version()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(())
     }
 
     /// Whether the index holds the blob (no hook).

@@ -22,7 +22,7 @@ pub(crate) async fn open_with(
     hooks: Arc<dyn Distribution>,
 ) -> (ContentStore, Arc<MemoryBackend>) {
     let backend = Arc::new(MemoryBackend::default());
-    let store = ContentStore::open(&config(dir), backend.clone(), hooks)
+    let store = ContentStore::open(&config(dir), backend.clone(), hooks, Default::default())
         .await
         .unwrap();
     (store, backend)

@@ -327,6 +327,7 @@ impl Writer {
                 stamp(file, &r)
             })
             .await?;
+        self.inner.metrics.ingested(n);
         self.offset += n;
         match &self.follower {
             Some(f) => f.advance(self.offset),
