@@ -13,8 +13,9 @@
 # log (bytes of each blob response). X is derived from the caller's pid (10..209).
 #
 # The caller sets work, logs, IMAGES and the P2P_* variables p2p-nodes.sh wants (P2P_DIR
-# $work, P2P_CONTAINERD 2) and may set TB_RATE (default 100mbit), TB_STALL (in-flight
-# stall seconds, default 5). Everything is bounded in time.
+# $work, P2P_CONTAINERD 2) and may set TB_RATE (default 100mbit), TB_LATENCY (tbf queue,
+# default 400ms), TB_STALL (in-flight stall seconds, default 5), TB_SHARE (the next node's
+# share_repositories). Everything is bounded in time.
 #
 #   tb_up                      namespace, veth, tbf, registry -> TB_REG (host:port)
 #   tb_push NAME...            pushes layouts from $IMAGES (push-images.sh; ingress, not limited)
@@ -33,6 +34,7 @@
 
 TB_RATE="${TB_RATE:-100mbit}"
 TB_STALL="${TB_STALL:-5}"
+TB_LATENCY="${TB_LATENCY:-400ms}"
 TB_X=$(( $$ % 200 + 10 ))
 TB_NS="ipcs-reg$TB_X" TB_VH="ipcs-h$TB_X" TB_VR="ipcs-r$TB_X"
 TB_HOST_IP="10.213.$TB_X.1" TB_REG_IP="10.213.$TB_X.2"
@@ -51,7 +53,7 @@ tb_up() {
   ip netns exec "$TB_NS" ip addr add "$TB_REG_IP/24" dev "$TB_VR" || return 1
   ip netns exec "$TB_NS" ip link set "$TB_VR" up || return 1
   # burst must hold at least one tick's worth at the rate (100 Mbit/s at HZ 250: 50 kB).
-  ip netns exec "$TB_NS" tc qdisc add dev "$TB_VR" root tbf rate "$TB_RATE" burst 64kb latency 400ms || return 1
+  ip netns exec "$TB_NS" tc qdisc add dev "$TB_VR" root tbf rate "$TB_RATE" burst 64kb latency "$TB_LATENCY" || return 1
   cat >"$d/config.yml" <<EOF
 version: 0.1
 log:

@@ -22,6 +22,8 @@ use tokio::sync::watch;
 /// node's in-flight entry or the registry, never passed on to a third node.
 pub const PEER_HEADER: &str = "x-ipcs-peer";
 const CHUNK: u64 = 1 << 20;
+/// Attempts at the registry in a row that bring no new byte before the entry fails.
+const REGISTRY_TRIES: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Source {
@@ -150,25 +152,26 @@ impl Inflight {
     ) {
         let started = Instant::now();
         let outcome = self.fill_from(&e, &ns, &name, &sources).await;
-        let keep = match outcome {
+        let forget = |map: &mut HashMap<Digest, Arc<Entry>>| {
+            if map.get(&e.digest).is_some_and(|cur| Arc::ptr_eq(cur, &e)) {
+                map.remove(&e.digest);
+            }
+        };
+        match outcome {
             Ok(()) => {
                 let size = e.state.borrow().size.unwrap_or(0);
                 tracing::info!(digest = %e.digest, size, secs = started.elapsed().as_secs_f64(), "in-flight: complete and verified");
                 e.state.send_modify(|s| s.end = End::Verified);
-                self.tuning.keep
+                tokio::time::sleep(self.tuning.keep).await;
+                forget(&mut *self.entries.lock().await);
             }
             Err(why) => {
+                // Forgotten before anyone hears of the failure: a retry starts afresh.
+                forget(&mut *self.entries.lock().await);
                 tracing::warn!(digest = %e.digest, %why, "in-flight: failed");
                 e.state.send_modify(|s| s.end = End::Failed(why));
-                Duration::ZERO
             }
-        };
-        tokio::time::sleep(keep).await;
-        let mut map = self.entries.lock().await;
-        if map.get(&e.digest).is_some_and(|cur| Arc::ptr_eq(cur, &e)) {
-            map.remove(&e.digest);
         }
-        drop(map);
         // Readers still holding the entry keep reading through their descriptor.
         let _ = tokio::fs::remove_file(&path).await;
     }
@@ -182,7 +185,15 @@ impl Inflight {
     ) -> Result<(), String> {
         let mut hasher = Digester::new(e.digest.algorithm());
         let mut why = Vec::new();
-        for src in sources {
+        // Peers ranked after the registry are not tried: they would be following this
+        // node. The registry itself is asked again (resuming) while it makes progress:
+        // a stalled connection (TCP backing off after losses on a congested link) is
+        // better replaced by a new one than handed to a node that would ask the same
+        // registry.
+        let mut failures_in_a_row = 0;
+        let mut sources = sources.iter().peekable();
+        while let Some(src) = sources.peek() {
+            let src = *src;
             let t0 = Instant::now();
             let from = e.state.borrow().written;
             match self.copy_from(src, e, ns, name, &mut hasher).await {
@@ -193,8 +204,18 @@ impl Inflight {
                 }
                 Err(w) => {
                     let at = e.state.borrow().written;
-                    tracing::warn!(digest = %e.digest, source = ?src, from, at, why = %w, "in-flight: source abandoned; next");
                     why.push(format!("{src:?}: {w}"));
+                    failures_in_a_row = if at > from { 1 } else { failures_in_a_row + 1 };
+                    if *src == Source::Registry && failures_in_a_row < REGISTRY_TRIES {
+                        tracing::warn!(digest = %e.digest, source = ?src, from, at, why = %w, "in-flight: source abandoned; asking it again");
+                        continue;
+                    }
+                    tracing::warn!(digest = %e.digest, source = ?src, from, at, why = %w, "in-flight: source abandoned; next");
+                    if *src == Source::Registry {
+                        break;
+                    }
+                    failures_in_a_row = 0;
+                    sources.next();
                 }
             }
         }
@@ -230,6 +251,13 @@ impl Inflight {
         hasher: &mut Digester,
     ) -> Result<(), String> {
         let stall = self.tuning.stall;
+        // A peer's body may pause while that peer renews its own registry connection
+        // (one stall time): followers wait twice as long before leaving it. A peer
+        // that is gone resets the connection and is left at once.
+        let idle = match src {
+            Source::Peer(_) => stall * 2,
+            Source::Registry => stall,
+        };
         let mut written = e.state.borrow().written;
         let mut req = self.http.get(self.url(src, ns, name, &e.digest)?);
         if let Source::Peer(_) = src {
@@ -272,7 +300,7 @@ impl Inflight {
         let remaining = total - written;
         // The source's deadline: the stall time plus the rest at the slowest tolerated rate.
         let deadline = started
-            + stall
+            + idle
             + Duration::from_secs_f64(remaining as f64 / self.tuning.min_rate as f64);
         let mut body = resp.bytes_stream();
         while written < total {
@@ -283,7 +311,7 @@ impl Inflight {
                     self.tuning.min_rate
                 ));
             }
-            let chunk = match tokio::time::timeout(stall.min(left), body.next()).await {
+            let chunk = match tokio::time::timeout(idle.min(left), body.next()).await {
                 Err(_) => return Err(format!("stalled at {written} of {total}")),
                 Ok(None) => return Err(format!("ended at {written} of {total}")),
                 Ok(Some(Err(err))) => return Err(err.to_string()),
@@ -322,6 +350,16 @@ fn parse_content_range(v: &str) -> Option<(u64, Option<u64>)> {
     let (range, total) = rest.split_once('/')?;
     let (start, _) = range.split_once('-')?;
     Some((start.parse().ok()?, total.parse().ok()))
+}
+
+/// How far readers may read: everything written, except the last byte until the whole
+/// blob has been verified.
+fn readable(st: &State) -> u64 {
+    match (&st.end, st.size) {
+        (End::Verified, Some(s)) => s,
+        (_, Some(s)) => st.written.min(s.saturating_sub(1)),
+        _ => 0,
+    }
 }
 
 impl Entry {
@@ -372,11 +410,7 @@ impl Entry {
                         return Some((Err(err), (e, rx, pos, true)));
                     }
                     let size = st.size.unwrap_or(0);
-                    let readable = match (&st.end, st.size) {
-                        (End::Verified, Some(s)) => s,
-                        (_, Some(s)) => st.written.min(s.saturating_sub(1)),
-                        _ => 0,
-                    };
+                    let readable = readable(&st);
                     if pos < readable {
                         let n = (readable - pos).min(CHUNK) as usize;
                         let file = e.file.clone();
@@ -410,13 +444,5 @@ impl Entry {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn content_range_is_parsed() {
-        assert_eq!(parse_content_range("bytes 5-9/10"), Some((5, Some(10))));
-        assert_eq!(parse_content_range("bytes 5-9/*"), Some((5, None)));
-        assert_eq!(parse_content_range("items 5-9/10"), None);
-    }
-}
+#[path = "inflight_tests.rs"]
+mod tests;
