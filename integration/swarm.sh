@@ -162,7 +162,7 @@ check_leader_killed() {
   # Exactly one survivor went to the registry for the layer, and it resumed (from > 0).
   takers=$(for n in $nodes; do [ "$n" = "$leader" ] && continue
              grep "in-flight: source [a-z]* digest=$BIG_LAYER source=Registry" "$work/$n/ipcs.log" 2>/dev/null | sed "s/^/$n /"; done)
-  say "took over: $(echo "$takers" | grep -o '^[0-9]* .*from=[0-9]*' | sed 's/ 20.*source=Registry//' | tr '\n' ' ')"
+  say "took over (node, first byte asked): $(echo "$takers" | sed -n 's/^\([0-9]*\) .*source=Registry from=\([0-9]*\).*/\1 \2/p' | head -1)"
   [ "$(echo "$takers" | awk 'NF { print $1 }' | sort -u | wc -l)" = 1 ] || { say "expected exactly one node to take over"; return 1; }
   echo "$takers" | grep -q ' from=0 ' && { say "the takeover started again from byte 0"; return 1; }
   return 0
