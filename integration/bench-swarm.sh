@@ -44,7 +44,8 @@ cleanup() {
   exec 1>&8 2>&9
   p2p_stop_all
   tb_down
-  if [ "$rc" -ne 0 ]; then say "bench-swarm failed (exit $rc); work dir kept: $work"; tail -n 20 "$P2P_LOG" 2>/dev/null | indent; fi
+  if [ "$rc" -ne 0 ]; then say "bench-swarm failed (exit $rc); work dir kept: $work"; tail -n 20 "$P2P_LOG" 2>/dev/null | indent
+  else rm -rf "$work"; fi
   exit "$rc"
 }
 trap cleanup EXIT
@@ -252,4 +253,3 @@ open(out, "w").write(text)
 PY
   say "section written into $OUT"
 fi
-rm -rf "$work"
