@@ -11,7 +11,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
         test-chaos test-local-users test-restart-short test-restart \
         setup-buildkit test-buildkit setup-cri test-cri test-nerdctl-ipfs \
-        test-differ test-differ-quick bench-differ test-car test-compare test-metrics
+        test-differ test-differ-quick bench-differ test-car test-compare test-metrics test-swarm bench-swarm
 
 setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit setup-cri build
 
@@ -131,6 +131,13 @@ test-metrics: setup-kubo setup-cluster setup-containerd build
 test-p2p: setup build
 	bash integration/p2p.sh
 
+# Issue 13, short: the registry in a network namespace of its own behind a 2 Mbit/s tbf
+# link, 4 nodes (Kubo + cluster + ipcs + containerd 2.x): a herd pulls with each blob sent
+# once, the leader killed half-way (exactly one takes over), the share policy, fallback
+# past stalled peers, registry egress asserted (~3 min).
+test-swarm: setup build
+	bash integration/swarm.sh
+
 # An unprivileged account (nobody) against a real node laid out like a deployment: the
 # mirror, Kubo's RPC, the cluster REST API and the ipcs socket must all refuse it (issue 19).
 test-local-users: setup build
@@ -160,6 +167,7 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-e2e
 	@$(MAKE) --no-print-directory test-differ
 	@$(MAKE) --no-print-directory test-p2p
+	@$(MAKE) --no-print-directory test-swarm
 	@$(MAKE) --no-print-directory test-local-users
 	@$(MAKE) --no-print-directory test-buildkit
 	@$(MAKE) --no-print-directory test-cri
@@ -170,8 +178,14 @@ test: setup lint
 
 # ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
 # (~13 min on 2 cores). Not part of `make test`.
-bench: setup-kubo build
+bench: setup build
 	bash integration/bench.sh
+	bash integration/bench-swarm.sh
+
+# The swarm section alone: 4 nodes behind a 100 Mbit/s registry link, big, built-in
+# stores vs ipcs in scenarios a-d (~8 min); writes its section into BENCHMARKS.md.
+bench-swarm: setup build
+	bash integration/bench-swarm.sh
 
 # Section 7 of the bench alone: containerd 2.x, ipcs as content store and differ vs
 # containerd's own store and walking differ, with and without unpigz, gzip and uncompressed

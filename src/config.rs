@@ -69,6 +69,23 @@ pub struct Config {
     pub peer_fetch_deadline_secs: u64,
     /// Address of the registry mirror for containerd's hosts.toml (none: disabled).
     pub mirror_listen: Option<String>,
+    /// In-flight sharing (docs/inflight.md): a file naming the mirrors of the nodes of this
+    /// swarm, one `http://host:port` per line (this node's own may be among them), read
+    /// again on every change. With it, the mirror downloads blobs the store lacks itself,
+    /// from the node that leads each blob or, if this node leads, from the registry.
+    pub swarm_peers_file: Option<PathBuf>,
+    /// Registry hosts (`host:port`) the mirror speaks plain HTTP to, besides loopback ones.
+    pub registry_plain_http: Vec<String>,
+    /// Repositories (`host/name`, a trailing `*` matches any rest) whose blobs this node
+    /// serves to peers and publishes to the cluster; empty: all (docs/inflight.md, trust).
+    pub share_repositories: Vec<String>,
+    /// A source of an in-flight blob that sends nothing for this long is abandoned.
+    pub inflight_stall_secs: u64,
+    /// Slowest rate tolerated from one source of an in-flight blob; with the stall time
+    /// it sets that source's deadline (`stall + remaining / rate`).
+    pub inflight_min_rate_bytes_per_sec: u64,
+    /// How long a finished in-flight file is kept for nodes that arrive late.
+    pub inflight_keep_secs: u64,
     /// On SIGTERM, how long requests in flight (Read streams, Writes, commits) may take to
     /// finish before ipcs exits anyway. systemd's TimeoutStopSec must be longer.
     pub drain_secs: u64,
@@ -108,6 +125,12 @@ impl Default for Config {
             cluster_refresh_secs: 5,
             peer_fetch_deadline_secs: 120,
             mirror_listen: None,
+            swarm_peers_file: None,
+            registry_plain_http: Vec::new(),
+            share_repositories: Vec::new(),
+            inflight_stall_secs: 10,
+            inflight_min_rate_bytes_per_sec: 1 << 20,
+            inflight_keep_secs: 300,
             drain_secs: 30,
             metrics_listen: None,
             log_format: LogFormat::Text,
@@ -164,6 +187,24 @@ pub struct Overrides {
     /// Serve a registry mirror for containerd's hosts.toml on this loopback address.
     #[arg(long, env = "IPCS_MIRROR_LISTEN")]
     pub mirror_listen: Option<String>,
+    /// File naming the mirrors of this swarm's nodes (enables in-flight sharing).
+    #[arg(long, env = "IPCS_SWARM_PEERS_FILE")]
+    pub swarm_peers_file: Option<PathBuf>,
+    /// Registry hosts (host:port, comma-separated) spoken to over plain HTTP.
+    #[arg(long, env = "IPCS_REGISTRY_PLAIN_HTTP", value_delimiter = ',')]
+    pub registry_plain_http: Option<Vec<String>>,
+    /// Repositories (host/name, trailing * allowed, comma-separated) shared with peers.
+    #[arg(long, env = "IPCS_SHARE_REPOSITORIES", value_delimiter = ',')]
+    pub share_repositories: Option<Vec<String>>,
+    /// Seconds without bytes after which a source of an in-flight blob is abandoned.
+    #[arg(long, env = "IPCS_INFLIGHT_STALL_SECS")]
+    pub inflight_stall_secs: Option<u64>,
+    /// Slowest rate tolerated from one source of an in-flight blob (bytes/s).
+    #[arg(long, env = "IPCS_INFLIGHT_MIN_RATE_BYTES_PER_SEC")]
+    pub inflight_min_rate_bytes_per_sec: Option<u64>,
+    /// Seconds a finished in-flight file is kept for nodes that arrive late.
+    #[arg(long, env = "IPCS_INFLIGHT_KEEP_SECS")]
+    pub inflight_keep_secs: Option<u64>,
     /// Seconds requests in flight may take to finish after SIGTERM (0: stop at once).
     #[arg(long, env = "IPCS_DRAIN_SECS")]
     pub drain_secs: Option<u64>,
@@ -249,6 +290,24 @@ impl Config {
         if let Some(v) = &o.mirror_listen {
             c.mirror_listen = Some(v.clone());
         }
+        if let Some(v) = &o.swarm_peers_file {
+            c.swarm_peers_file = Some(v.clone());
+        }
+        if let Some(v) = &o.registry_plain_http {
+            c.registry_plain_http = v.clone();
+        }
+        if let Some(v) = &o.share_repositories {
+            c.share_repositories = v.clone();
+        }
+        if let Some(v) = o.inflight_stall_secs {
+            c.inflight_stall_secs = v;
+        }
+        if let Some(v) = o.inflight_min_rate_bytes_per_sec {
+            c.inflight_min_rate_bytes_per_sec = v;
+        }
+        if let Some(v) = o.inflight_keep_secs {
+            c.inflight_keep_secs = v;
+        }
         if let Some(v) = o.drain_secs {
             c.drain_secs = v;
         }
@@ -309,6 +368,16 @@ impl Config {
             .map(crate::metrics::http::Listen::parse)
         {
             return bad(format!("metrics_listen {e}"));
+        }
+        if self.swarm_peers_file.is_some() && self.mirror_listen.is_none() {
+            return bad(
+                "swarm_peers_file needs mirror_listen (peers fetch from this mirror)".into(),
+            );
+        }
+        if self.inflight_stall_secs == 0 || self.inflight_min_rate_bytes_per_sec == 0 {
+            return bad(
+                "inflight_stall_secs and inflight_min_rate_bytes_per_sec must be > 0".into(),
+            );
         }
         if self.import.cid_version == 0 && self.import.raw_leaves {
             return bad("import.raw_leaves needs import.cid_version = 1".into());

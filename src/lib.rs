@@ -34,4 +34,5 @@ pub mod mirror;
 pub mod node;
 pub mod peer;
 pub mod server;
+pub mod share_policy;
 pub mod store;

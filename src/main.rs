@@ -189,7 +189,7 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
             .map_err(|e| e.to_string())?
             .map_err(|e| format!("mirror secret: {e}"))?;
         mirror = Some(
-            ipcs::mirror::serve(store.clone(), node.peers, addr, secret)
+            ipcs::mirror::serve(store.clone(), node.peers, addr, secret, &config)
                 .await
                 .map_err(|e| format!("registry mirror on {addr}: {e}"))?,
         );

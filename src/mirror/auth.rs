@@ -16,6 +16,12 @@ pub const FILE: &str = "mirror-secret";
 pub struct Secret(Vec<u8>);
 
 impl Secret {
+    /// The header value, for this node's own requests to the mirrors of its swarm (the
+    /// nodes of one swarm share one secret: docs/inflight.md).
+    pub fn value(&self) -> &[u8] {
+        &self.0
+    }
+
     /// Whether `given` (a header value) is the secret. The time taken depends only on the
     /// lengths, so a caller cannot find the secret byte by byte by timing answers.
     pub fn matches(&self, given: Option<&[u8]>) -> bool {

@@ -13,7 +13,7 @@
 use crate::backend::Reach;
 use crate::cid::Cid;
 use crate::digest::Digest;
-use crate::mirror::routes::{blob, empty, manifest_by_digest, Body};
+use crate::mirror::routes::{blob, empty, manifest_by_digest, BlobRequest, Body};
 use crate::mirror::Mirror;
 use crate::store::MAX_MANIFEST_BYTES;
 use futures::StreamExt;
@@ -171,7 +171,7 @@ pub(super) async fn handle(m: &Mirror, head: bool, path: &str) -> Option<Respons
             None => empty(StatusCode::NOT_FOUND),
         },
         IpfsRequest::Blob { digest, .. } => match member(m, &root, digest).await {
-            Some(d) => blob(m, head, &d).await,
+            Some(d) => blob(m, head, &d, &BlobRequest::default()).await,
             None => empty(StatusCode::NOT_FOUND),
         },
     })

@@ -9,11 +9,15 @@
 //! Under `/v2/ipfs/<CID>/` it serves nerdctl's `ipfs://` images, with no registry at all
 //! (`ipfs_routes`).
 pub mod auth;
+pub mod inflight;
 mod ipfs_routes;
 mod routes;
+pub mod swarm;
 mod upstream;
 
+use crate::config::Config;
 use crate::peer::Peers;
+use crate::share_policy::SharePolicy;
 use crate::store::ContentStore;
 use hyper::server::conn::http1;
 use hyper_util::rt::TokioIo;
@@ -24,6 +28,9 @@ pub struct Mirror {
     store: ContentStore,
     peers: Arc<Peers>,
     upstream: upstream::Upstream,
+    /// In-flight sharing (`swarm_peers_file` set): the members and the entries.
+    swarm: Option<(swarm::Swarm, Arc<inflight::Inflight>)>,
+    policy: SharePolicy,
 }
 
 /// A serving mirror; `stop` ends it gracefully.
@@ -47,15 +54,38 @@ pub async fn serve(
     peers: Arc<Peers>,
     addr: SocketAddr,
     secret: auth::Secret,
+    config: &Config,
 ) -> std::io::Result<Running> {
+    let upstream = upstream::Upstream::new(config.registry_plain_http.clone())
+        .map_err(std::io::Error::other)?;
+    let swarm = match &config.swarm_peers_file {
+        Some(file) => {
+            let tuning = inflight::Tuning {
+                stall: std::time::Duration::from_secs(config.inflight_stall_secs),
+                min_rate: config.inflight_min_rate_bytes_per_sec,
+                keep: std::time::Duration::from_secs(config.inflight_keep_secs),
+            };
+            let inflight = inflight::Inflight::new(
+                config.data_dir.join("inflight"),
+                &secret,
+                config.registry_plain_http.clone(),
+                tuning,
+            )?;
+            let me = swarm::Swarm::new(&format!("http://{addr}"), file.clone());
+            tracing::info!(me = %me.me(), peers_file = %file.display(), "in-flight sharing on");
+            Some((me, Arc::new(inflight)))
+        }
+        None => None,
+    };
     let secret = Arc::new(secret);
-    let upstream = upstream::Upstream::new().map_err(std::io::Error::other)?;
     let listener = tokio::net::TcpListener::bind(addr).await?;
     tracing::info!(%addr, "registry mirror listening");
     let mirror = Arc::new(Mirror {
         store,
         peers,
         upstream,
+        swarm,
+        policy: SharePolicy::new(&config.share_repositories),
     });
     // Every task holds a receiver; `Sender::closed` resolves when the last one is gone.
     let (stop, mut stopped) = tokio::sync::watch::channel(false);

@@ -1,7 +1,9 @@
 //! The mirror's HTTP routes: `/v2/`, manifests by tag or digest, blobs by digest.
 use crate::digest::Digest;
 use crate::metrics::Fallback;
+use crate::mirror::inflight::{self, Source};
 use crate::mirror::Mirror;
+use crate::share_policy::Verdict;
 use crate::store::{StoreError, MAX_MANIFEST_BYTES};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -92,7 +94,18 @@ pub async fn handle(m: &Mirror, req: Request<Incoming>) -> Response<Body> {
     };
     let ns = query_param(&req, "ns").unwrap_or_default();
     match (kind, reference.parse::<Digest>()) {
-        ("blobs", Ok(d)) => blob(m, head, &d).await,
+        ("blobs", Ok(d)) => {
+            let Some(offset) = range_start(&req) else {
+                return empty(StatusCode::RANGE_NOT_SATISFIABLE);
+            };
+            let r = BlobRequest {
+                ns,
+                name: name.to_string(),
+                offset,
+                from_peer: req.headers().contains_key(inflight::PEER_HEADER),
+            };
+            blob(m, head, &d, &r).await
+        }
         ("manifests", Ok(d)) => manifest_by_digest(m, head, &d, None).await,
         ("manifests", Err(_)) => manifest_by_tag(m, head, &ns, name, reference).await,
         _ => empty(StatusCode::NOT_FOUND),
@@ -112,29 +125,139 @@ fn not_found_or_error(m: &Mirror, what: &str, e: StoreError) -> Response<Body> {
     not_found(m)
 }
 
-pub(super) async fn blob(m: &Mirror, head: bool, d: &Digest) -> Response<Body> {
-    let info = match m.store.info(d).await {
-        Ok(i) => i,
-        Err(e) => return not_found_or_error(m, "blob", e),
+/// What a blob request asked for, beyond the digest.
+#[derive(Default)]
+pub(super) struct BlobRequest {
+    /// containerd's `ns` (the registry host) and the repository name.
+    pub ns: String,
+    pub name: String,
+    /// From a `Range: bytes=N-` header (containerd resuming, a peer taking over).
+    pub offset: u64,
+    /// Sent by another node's mirror (`x-ipcs-peer`).
+    pub from_peer: bool,
+}
+
+/// `Range: bytes=N-` → Some(N); no header → Some(0); any other form → None (416).
+fn range_start(req: &Request<Incoming>) -> Option<u64> {
+    let Some(v) = req.headers().get("range") else {
+        return Some(0);
     };
-    let builder = Response::builder()
-        .status(StatusCode::OK)
+    v.to_str()
+        .ok()?
+        .trim()
+        .strip_prefix("bytes=")?
+        .strip_suffix('-')?
+        .parse()
+        .ok()
+}
+
+/// Headers of a blob answer: 200 for the whole blob, 206 from `offset` on.
+fn blob_head(d: &Digest, size: u64, offset: u64) -> hyper::http::response::Builder {
+    let b = Response::builder()
         .header("Content-Type", "application/octet-stream")
         .header("Docker-Content-Digest", d.to_string())
-        .header("Content-Length", info.size);
+        .header("Accept-Ranges", "bytes")
+        .header("Content-Length", size - offset);
+    if offset == 0 {
+        b.status(StatusCode::OK)
+    } else {
+        b.status(StatusCode::PARTIAL_CONTENT).header(
+            "Content-Range",
+            format!("bytes {offset}-{}/{size}", size.saturating_sub(1)),
+        )
+    }
+}
+
+/// A blob from the store; on a miss, with in-flight sharing on, from the entry this
+/// node keeps for it (started from its ranking of the swarm, docs/inflight.md); else 404,
+/// and containerd asks the registry itself.
+pub(super) async fn blob(m: &Mirror, head: bool, d: &Digest, r: &BlobRequest) -> Response<Body> {
+    let repository = format!("{}/{}", r.ns, r.name);
+    if r.from_peer && !m.policy.shares(&repository) {
+        tracing::info!(digest = %d, %repository, "peer asked for a repository this node does not share");
+        return empty(StatusCode::NOT_FOUND);
+    }
+    match m.store.info(d).await {
+        Ok(info) => {
+            if r.from_peer && m.policy.verdict(&info.labels) == Verdict::Keep {
+                return empty(StatusCode::NOT_FOUND);
+            }
+            if r.offset >= info.size.max(1) {
+                return empty(StatusCode::RANGE_NOT_SATISFIABLE);
+            }
+            let builder = blob_head(d, info.size, r.offset);
+            if head {
+                return build(builder, full(Bytes::new()));
+            }
+            match m.store.read(d, r.offset as i64, 0).await {
+                Ok(stream) => {
+                    let frames = stream.map(|c| {
+                        c.map(|(_, data)| Frame::data(data))
+                            .map_err(|e| std::io::Error::other(e.to_string()))
+                    });
+                    build(builder, BodyExt::boxed_unsync(StreamBody::new(frames)))
+                }
+                Err(e) => not_found_or_error(m, "blob read", e),
+            }
+        }
+        Err(StoreError::NotFound(_)) if m.swarm.is_some() && !r.ns.is_empty() => {
+            inflight_blob(m, head, d, r).await
+        }
+        Err(e) => not_found_or_error(m, "blob", e),
+    }
+}
+
+async fn inflight_blob(m: &Mirror, head: bool, d: &Digest, r: &BlobRequest) -> Response<Body> {
+    let Some((swarm, inflight)) = &m.swarm else {
+        return empty(StatusCode::NOT_FOUND);
+    };
+    // A peer's request is answered from here or the registry, never passed on: that
+    // keeps every chain one hop long and the ranking the same on every node.
+    let sources: Vec<Source> = if r.from_peer {
+        vec![Source::Registry]
+    } else {
+        let d = d.to_string();
+        crate::mirror::swarm::rank(&d, &swarm.members().await)
+            .into_iter()
+            .map(|u| {
+                if u == swarm.me() {
+                    Source::Registry
+                } else {
+                    Source::Peer(u)
+                }
+            })
+            .collect()
+    };
+    let tries = sources.len() as u32 + 1;
+    let entry = match inflight.get_or_start(d, &r.ns, &r.name, sources).await {
+        Ok(e) => e,
+        Err(e) => {
+            tracing::warn!(digest = %d, error = %e, "in-flight: cannot start");
+            return empty(StatusCode::NOT_FOUND);
+        }
+    };
+    if r.from_peer && !m.policy.shares(&entry.repository) {
+        return empty(StatusCode::NOT_FOUND);
+    }
+    let stall = inflight.tuning.stall;
+    let size = match entry.size(stall * tries).await {
+        Ok(s) => s,
+        Err(why) => {
+            tracing::info!(digest = %d, %why, peer = r.from_peer, "in-flight: no source; 404 (the client falls back to the registry)");
+            return not_found(m);
+        }
+    };
+    if r.offset >= size.max(1) {
+        return empty(StatusCode::RANGE_NOT_SATISFIABLE);
+    }
+    let builder = blob_head(d, size, r.offset);
     if head {
         return build(builder, full(Bytes::new()));
     }
-    match m.store.read(d, 0, 0).await {
-        Ok(stream) => {
-            let frames = stream.map(|c| {
-                c.map(|(_, data)| Frame::data(data))
-                    .map_err(|e| std::io::Error::other(e.to_string()))
-            });
-            build(builder, BodyExt::boxed_unsync(StreamBody::new(frames)))
-        }
-        Err(e) => not_found_or_error(m, "blob read", e),
-    }
+    let frames = entry
+        .read_from(r.offset, stall * tries)
+        .map(|c| c.map(Frame::data));
+    build(builder, BodyExt::boxed_unsync(StreamBody::new(frames)))
 }
 
 pub(super) async fn manifest_by_digest(
@@ -182,11 +305,13 @@ async fn manifest_by_tag(
                 ans.media_type.clone(),
                 ans.body.clone(),
             );
-            tokio::spawn(async move {
-                peers
-                    .publish_tag(&store, &r, &digest, &media_type, body)
-                    .await
-            });
+            if m.policy.shares(&format!("{ns}/{name}")) {
+                tokio::spawn(async move {
+                    peers
+                        .publish_tag(&store, &r, &digest, &media_type, body)
+                        .await
+                });
+            }
             bytes_response(head, &ans.media_type, &ans.digest, ans.body)
         }
         Err(why) => match m.peers.resolver().tag(&reference) {

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 pub struct Upstream {
     http: reqwest::Client,
+    plain_http: Vec<String>,
 }
 
 pub struct TagAnswer {
@@ -18,7 +19,9 @@ pub struct TagAnswer {
 
 const ACCEPT: &str = "application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json, application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json";
 
-fn base_url(host: &str) -> Option<String> {
+/// The registry's URL: plain HTTP for loopback hosts and those in `plain_http`
+/// (`registry_plain_http`), HTTPS otherwise.
+pub(super) fn base_url(host: &str, plain_http: &[String]) -> Option<String> {
     let valid = !host.is_empty()
         && host
             .bytes()
@@ -33,16 +36,15 @@ fn base_url(host: &str) -> Option<String> {
             .parse::<std::net::IpAddr>()
             .map(|ip| ip.is_loopback())
             .unwrap_or(false);
-    Some(format!(
-        "{}://{host}",
-        if loopback { "http" } else { "https" }
-    ))
+    let plain = loopback || plain_http.iter().any(|p| p == host);
+    Some(format!("{}://{host}", if plain { "http" } else { "https" }))
 }
 
 impl Upstream {
     /// Fails only if no HTTP client can be built; `serve` reports it.
-    pub fn new() -> Result<Upstream, reqwest::Error> {
+    pub fn new(plain_http: Vec<String>) -> Result<Upstream, reqwest::Error> {
         Ok(Upstream {
+            plain_http,
             http: reqwest::Client::builder()
                 .connect_timeout(Duration::from_secs(3))
                 .timeout(Duration::from_secs(15))
@@ -52,7 +54,8 @@ impl Upstream {
 
     /// The manifest `name:tag` currently points to at `host`, or why not.
     pub async fn resolve(&self, host: &str, name: &str, tag: &str) -> Result<TagAnswer, String> {
-        let base = base_url(host).ok_or_else(|| format!("invalid registry host {host:?}"))?;
+        let base = base_url(host, &self.plain_http)
+            .ok_or_else(|| format!("invalid registry host {host:?}"))?;
         let resp = self
             .http
             .get(format!("{base}/v2/{name}/manifests/{tag}"))
@@ -91,14 +94,30 @@ mod tests {
 
     #[test]
     fn loopback_is_http_and_others_https() {
-        assert_eq!(base_url("127.0.0.1:5000").unwrap(), "http://127.0.0.1:5000");
-        assert_eq!(base_url("localhost:5000").unwrap(), "http://localhost:5000");
-        assert_eq!(base_url("[::1]:5000").unwrap(), "http://[::1]:5000");
+        let none: &[String] = &[];
         assert_eq!(
-            base_url("registry.example:443").unwrap(),
+            base_url("127.0.0.1:5000", none).unwrap(),
+            "http://127.0.0.1:5000"
+        );
+        assert_eq!(
+            base_url("localhost:5000", none).unwrap(),
+            "http://localhost:5000"
+        );
+        assert_eq!(base_url("[::1]:5000", none).unwrap(), "http://[::1]:5000");
+        assert_eq!(
+            base_url("registry.example:443", none).unwrap(),
             "https://registry.example:443"
         );
-        assert!(base_url("evil/host").is_none());
-        assert!(base_url("").is_none());
+        assert!(base_url("evil/host", none).is_none());
+        assert!(base_url("", none).is_none());
+        let plain = ["10.213.7.2:5000".to_string()];
+        assert_eq!(
+            base_url("10.213.7.2:5000", &plain).unwrap(),
+            "http://10.213.7.2:5000"
+        );
+        assert_eq!(
+            base_url("10.213.7.2:5001", &plain).unwrap(),
+            "https://10.213.7.2:5001"
+        );
     }
 }

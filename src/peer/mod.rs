@@ -37,6 +37,8 @@ pub struct Peers {
     /// Set when some local blob may be missing from the cluster pinset.
     unpublished: AtomicBool,
     publish_now: Notify,
+    /// Which blobs may be published at all (`share_repositories`).
+    share: crate::share_policy::SharePolicy,
 }
 
 impl Peers {
@@ -54,6 +56,7 @@ impl Peers {
             prefetch_slots: Arc::new(Semaphore::new(adopt::PREFETCH_CONCURRENCY)),
             unpublished: AtomicBool::new(true),
             publish_now: Notify::new(),
+            share: crate::share_policy::SharePolicy::new(&config.share_repositories),
         }))
     }
 

@@ -4,6 +4,7 @@
 //! not there yet. A cluster that is down only delays publishing; commits never wait for it.
 use crate::metrics::Kind;
 use crate::peer::{Peers, TagRecord};
+use crate::share_policy::Verdict;
 use crate::store::{ContentStore, Info, StoreError};
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -79,12 +80,22 @@ pub(crate) fn spawn(peers: Arc<Peers>, store: ContentStore, every: Duration) {
     });
 }
 
-/// Local blobs the last pinset snapshot lacks, at most `PUBLISH_BATCH`.
+/// Local blobs the last pinset snapshot lacks, at most `PUBLISH_BATCH`, minus those of
+/// repositories this node does not share. A blob whose source label has not arrived yet
+/// (containerd labels it after the commit) leaves the work pending for the next round.
 async fn unpublished_blobs(peers: &Peers, store: &ContentStore) -> Result<Vec<Info>, StoreError> {
     let mut rx = store.list(&[])?;
     let mut out = Vec::new();
     while let Some(batch) = rx.recv().await {
         for rec in batch? {
+            match peers.share.verdict(&rec.labels) {
+                Verdict::Share => {}
+                Verdict::Keep => continue,
+                Verdict::Unknown => {
+                    peers.unpublished.store(true, Ordering::SeqCst);
+                    continue;
+                }
+            }
             if !peers.resolver.cluster_has_cid(rec.cid.as_str()) {
                 out.push(rec);
                 if out.len() == PUBLISH_BATCH {
