@@ -19,8 +19,8 @@
 #      layers of random data apply in a few ms each, too short a window to hit reliably):
 #      the pull fails, no snapshot of
 #      a layer not fully applied is committed (the committed ones are a prefix of big's chain
-#      and the killed layer's is absent), and after ipcs restarts the same pull succeeds and
-#      the rootfs checks pass
+#      and the killed layer's is absent), and after ipcs restarts (and containerd's channel
+#      to it has reconnected) the same pull succeeds and the rootfs checks pass
 #   f. ipcs down: a pull that needs the differ ends with an error within $DOWN_BOUND s (no
 #      hang), naming the unreachable differ/socket
 # Prints TAP-like lines, ends with `differ-e2e (DIFFER): N passed, M failed`.
@@ -223,7 +223,17 @@ check_kill_mid_apply() {
 check_pull_after_restart() {
   last_log="$ipcs_log"
   ipcs_up || return 1
-  logged pull-big-after-kill ctr "$PULL_TIMEOUT" images pull --plain-http --platform linux/amd64 "$BIG" || return 1
+  # containerd's gRPC channels to ipcs (content and diff, one each) reconnect with backoff
+  # (1 s, growing) after the kill; until they have, calls fail at once with the last dial
+  # error. So a pull that fails with a connection error is tried again, for up to 60 s.
+  local t0 n=0; t0=$(now_ms)
+  while :; do
+    n=$((n + 1))
+    logged pull-big-after-kill ctr "$PULL_TIMEOUT" images pull --plain-http --platform linux/amd64 "$BIG" && break
+    grep -q 'connection error' "$last_log" && [ $(( $(now_ms) - t0 )) -lt 60000 ] || return 1
+    sleep 1
+  done
+  say "the pull succeeded on attempt $n, $(( $(now_ms) - t0 )) ms after ipcs was back"
   rootfs_check "$BIG" big
 }
 
