@@ -13,7 +13,8 @@
 //!   `car` (CAR export/import of images) and `dedup` (the block-level dedup report) too,
 //!   over `store` and Kubo's DAG commands (`ipfs`); `cli` holds the client side of
 //!   `ipcs export`, `import`, `compare` and `ipfs-push`;
-//! - leaves: `ipfs` (Kubo's HTTP client), `endpoint`, `filter`, `digest`, `cid`, `config`.
+//! - leaves: `ipfs` (Kubo's HTTP client), `endpoint`, `running` (an HTTP endpoint's stop
+//!   handle), `filter`, `digest`, `cid`, `config`.
 pub mod backend;
 pub mod car;
 pub mod cid;
@@ -33,6 +34,7 @@ pub mod metrics;
 pub mod mirror;
 pub mod node;
 pub mod peer;
+pub mod running;
 pub mod server;
 pub mod share_policy;
 pub mod store;

@@ -59,19 +59,7 @@ pub type ReadyCheck = Arc<dyn Fn() -> BoxFuture<'static, Result<(), String>> + S
 /// The longest `/readyz` waits for its check before answering 503.
 const READY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A serving endpoint; `stop` ends it gracefully.
-pub struct Running {
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl Running {
-    /// Stops accepting and lets open connections finish their request; resolves when
-    /// all are closed (the caller bounds the wait).
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        self.stop.closed().await;
-    }
-}
+pub use crate::running::Running;
 
 fn text(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(Bytes::from(body)));
@@ -185,7 +173,7 @@ pub async fn serve(at: &Listen, metrics: Metrics, ready: ReadyCheck) -> std::io:
             });
         }
     });
-    Ok(Running { stop })
+    Ok(Running::new(stop))
 }
 
 enum Io {

@@ -33,19 +33,7 @@ pub struct Mirror {
     policy: SharePolicy,
 }
 
-/// A serving mirror; `stop` ends it gracefully.
-pub struct Running {
-    stop: tokio::sync::watch::Sender<bool>,
-}
-
-impl Running {
-    /// Stops accepting and asks every open connection to finish its request and close;
-    /// resolves when all are closed (the caller bounds the wait, see server::shutdown).
-    pub async fn stop(self) {
-        let _ = self.stop.send(true);
-        self.stop.closed().await;
-    }
-}
+pub use crate::running::Running;
 
 /// Serves the mirror on `addr` until `Running::stop` (or the process ends).
 /// Requests must carry `secret`.
@@ -130,5 +118,5 @@ pub async fn serve(
             });
         }
     });
-    Ok(Running { stop })
+    Ok(Running::new(stop))
 }
