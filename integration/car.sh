@@ -51,16 +51,7 @@ blobs() { timeout -k 5 60 "$IPCS" blobs --socket "$work/$1/ipcs.sock"; }
 cli()   { local n=$1; shift; timeout -k 5 300 "$IPCS" "$@" --socket "$work/$n/ipcs.sock" \
             --containerd-socket "$work/$n/containerd/containerd.sock" -n "$NS"; }
 
-diagnostics() {
-  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
-    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
-  fi
-  local n
-  for n in a b; do
-    [ -f "$work/$n/ipcs.log" ] && { say "--- ipcs $n log (last 8 lines)"; tail -n 8 "$work/$n/ipcs.log" | indent; }
-  done
-  return 0
-}
+diagnostics() { show_logs "$work/a" "$work/b"; }
 
 ipcs_start() {
   local n=$1 d="$work/$1"

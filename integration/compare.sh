@@ -38,13 +38,7 @@ ctr() { timeout -k 10 120 "$work/containerd/ctr" -n "$NS" "$@" 2>/dev/null; }
 compare() { timeout -k 5 300 "$IPCS" compare --socket "$work/ipcs.sock" \
               --containerd-socket "$work/containerd/containerd.sock" -n "$NS" "$@"; }
 
-diagnostics() {
-  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
-    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
-  fi
-  [ -f "$work/ipcs.log" ] && { say "--- ipcs log (last 8 lines)"; tail -n 8 "$work/ipcs.log" | indent; }
-  return 0
-}
+diagnostics() { show_logs "$work"; }
 
 cleanup() {
   local rc=$?

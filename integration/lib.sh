@@ -46,6 +46,19 @@ check() {
   say "($(secs $(( $(now_ms) - t0 ))) s)"
 }
 
+# show_logs NODE_DIR...: for a script's `diagnostics`: the failing step's log ($last_log,
+# last 15 lines) and the last 8 lines of each node's NODE_DIR/ipcs.log.
+show_logs() {
+  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
+    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
+  fi
+  local d
+  for d in "$@"; do
+    [ -f "$d/ipcs.log" ] && { say "--- ipcs log of $(basename "$d") (last 8 lines)"; tail -n 8 "$d/ipcs.log" | indent; }
+  done
+  return 0
+}
+
 # logged NAME CMD...: runs CMD with its output in $logs/NAME.log (remembered for diagnostics).
 logged() { local name="$1"; shift; last_log="$logs/$name.log"; "$@" >"$last_log" 2>&1; }
 

@@ -63,12 +63,9 @@ m() { awk -v s="$2" '$1 == s { v = $2 } END { printf "%d\n", (v == "" ? 0 : v) }
 ctr() { p2p_ctr "$@"; }
 
 diagnostics() {
-  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
-    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
-  fi
+  show_logs "$work/a" "$work/b"
   local n
   for n in a b; do
-    [ -f "$work/$n/ipcs.log" ] && { say "--- ipcs $n log (last 8 lines)"; tail -n 8 "$work/$n/ipcs.log" | indent; }
     [ -f "$logs/scrape-$n.txt" ] && { say "--- $n: ipcs_ counters of the last scrape";
       grep -E '^ipcs_(served|ingested|peer|registry|cache|rpc_requests)' "$logs/scrape-$n.txt" | indent; }
   done

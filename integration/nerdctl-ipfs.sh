@@ -63,16 +63,7 @@ nerdctl() {
 }
 ipfs_addr() { echo "/ip4/127.0.0.1/tcp/${KUBO_TCP[$1]}"; }
 
-diagnostics() {
-  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
-    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
-  fi
-  local n
-  for n in a b; do
-    [ -f "$work/$n/ipcs.log" ] && { say "--- ipcs $n log (last 8 lines)"; tail -n 8 "$work/$n/ipcs.log" | indent; }
-  done
-  return 0
-}
+diagnostics() { show_logs "$work/a" "$work/b"; }
 
 # ipcs_start N [--mirror]: ipcs alone (no cluster), optionally with its registry mirror.
 ipcs_start() {
