@@ -284,10 +284,10 @@ check_fsck() {
 }
 
 # bars_left TTY NAME...: what a command drew on the pty (TTY, from pty-run.py) is the bars
-# NAME..., one after the other, each drawn at least twice (its empty state when made, its
-# last state at the end), each redraw erasing the line first ("\r" + ESC[2K), and each left
-# on the terminal at its end, full (a 32-cell bar of "=", position = length): nothing
-# erases it before the next bar or the end. Nothing else is drawn.
+# NAME..., one after the other, each drawn at least twice: first empty (position 0, no
+# "="), each redraw erasing the line first ("\r" + ESC[2K), and last full (a 32-cell bar of
+# "=", position = length) and left on the terminal: nothing erases it before the next bar
+# or the end. Nothing else is drawn.
 bars_left() {
   python3 - "$@" <<'PY' >"$logs/bars.log" 2>&1 || { indent <"$logs/bars.log"; return 1; }
 import re, sys
@@ -316,6 +316,8 @@ for name in names:
     assert len(idx) >= 2, f"{name}: drawn {len(idx)} time(s)"
     for a, b in zip(idx, idx[1:]):
         assert events[a + 1:b] == [("erase",)], f"{name}: a redraw not in place: {events[a + 1:b]}"
+    _, _, bar, pos, _, text = events[idx[0]]
+    assert bar == " " * 32 and pos in ("0", "0 B"), f"{name}: first drawn as {text!r}, not empty"
     last = events[idx[-1]]
     _, _, bar, pos, length, text = last
     assert bar == "=" * 32 and pos == length, f"{name}: left at {text!r}, not full"
