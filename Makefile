@@ -112,7 +112,8 @@ test-differ-quick: setup-containerd
 
 # ipcs export/import: small + multi carried as one CAR between two offline stacks (Kubo +
 # ipcs + containerd 2.x each, no peering): each block once, size vs the blobs, flipped,
-# truncated and wrong-digest CARs leave nothing behind, ctr images ls + ctr run (~20 s).
+# truncated and wrong-digest CARs leave nothing behind, ctr images ls + ctr run; export,
+# import and fsck --verify draw progress bars on a pty (left full) and none on a pipe (~20 s).
 test-car: setup-kubo setup-containerd build
 	bash integration/car.sh
 

@@ -24,6 +24,17 @@
 #   g. B: importing the same CAR again adopts nothing and changes nothing
 #   h. B: with ipcs stopped, `ipcs fsck --verify` finds B's store clean (every DAG read back
 #      and hashed, every pin accounted for)
+# Progress bars (src/cli/progress.rs), drawn on stderr only when it is a terminal. Checks a,
+# e, g and h run with stdout and stderr into a pipe; a2, g2 and h2 run export, import and
+# fsck --verify again with stderr on a pseudo-terminal (integration/pty-run.py), TERM the
+# same in both (indicatif draws nothing when TERM is unset or "dumb"):
+#   a2. export on a pty: the same CAR and stdout as a; the bar "export" drawn when made,
+#       redrawn in place (CR + ESC[2K before each redraw), and left full at its end
+#   g2. import on a pty: the bars "send", "verify" and "register", one after the other,
+#       each drawn, redrawn in place and left full
+#   h2. fsck --verify on a pty: the same summary as h; the bar "verify" drawn and left full
+#   i. the pipe runs of a, e and h and the failed import of b (stderr a file) hold no ESC,
+#      no carriage return and no bar
 # One TAP-like line per check; the last line is `car: N passed, M failed`.
 set -euo pipefail
 
@@ -48,8 +59,28 @@ declare -A IPCS_PID=() API=()
 ctr()   { local n=$1; shift; timeout -k 10 120 "$work/$n/containerd/ctr" -n "$NS" "$@" 2>/dev/null; }
 ipfs()  { local n=$1; shift; timeout -k 5 60 "$IPFS" --api "$(kubo_maddr "${API[$n]}")" "$@"; }
 blobs() { timeout -k 5 60 "$IPCS" blobs --socket "$work/$1/ipcs.sock"; }
-cli()   { local n=$1; shift; timeout -k 5 300 "$IPCS" "$@" --socket "$work/$n/ipcs.sock" \
-            --containerd-socket "$work/$n/containerd/containerd.sock" -n "$NS"; }
+# A terminal's TERM for every ipcs run (indicatif draws nothing when TERM is unset or
+# "dumb"), so only whether stderr is a terminal differs between pipe and pty runs.
+TTY_TERM=xterm-256color
+# cli_argv N ARGS...: sets ARGV to the command line of `ipcs ARGS` against node N's stack;
+# fsck_argv: ARGV of `ipcs fsck --verify` of B's store (ipcs stopped).
+cli_argv()  { local n=$1; shift; ARGV=(timeout -k 5 300 "$IPCS" "$@" --socket "$work/$n/ipcs.sock" \
+                --containerd-socket "$work/$n/containerd/containerd.sock" -n "$NS"); }
+fsck_argv() { ARGV=(timeout -k 5 300 "$IPCS" fsck --verify --data-dir "$work/b/data" --kubo-api "${API[b]}"); }
+cli()    { local ARGV; cli_argv "$@"; TERM=$TTY_TERM "${ARGV[@]}"; }
+fsck_b() { local ARGV; fsck_argv; TERM=$TTY_TERM "${ARGV[@]}"; }
+# on_pty NAME ARGV...: runs ARGV with stdout in $logs/NAME.log and stderr on a pty, whose
+# bytes go to $logs/NAME.tty.
+on_pty() {
+  local name=$1; shift; last_log="$logs/$name.log"
+  TERM=$TTY_TERM python3 "$root/integration/pty-run.py" "$logs/$name.tty" -- "$@" >"$last_log"
+}
+# piped NAME CMD...: CMD with stdout and stderr into a pipe, its bytes in $logs/NAME.log.
+piped() {
+  local name=$1; shift; last_log="$logs/$name.log"
+  "$@" 2>&1 | cat >"$last_log"
+  return "${PIPESTATUS[0]}"
+}
 
 diagnostics() { show_logs "$work/a" "$work/b"; }
 
@@ -116,7 +147,7 @@ EMPTY_DIR=QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn
 # -------------------------------------------------------------------------------- checks
 check_export() {
   blobs a | awk '{ print $1, $2, $3 }' | sort >"$work/a.blobs"
-  logged export cli a export "$SMALL" "$MULTI" -o "$work/images.car" || return 1
+  piped export cli a export "$SMALL" "$MULTI" -o "$work/images.car" || return 1
   local line; line=$(grep '^export:' "$last_log") || return 1
   say "$line"
   [ ! -e "$work/images.car.partial" ] || { say "partial file left"; return 1; }
@@ -213,7 +244,7 @@ check_foreign() {
 }
 
 check_import() {
-  logged import cli b import "$work/images.car" || return 1
+  piped import cli b import "$work/images.car" || return 1
   say "$(grep '^import:' "$last_log")"
   local imgs; imgs=$(ctr b images ls -q | sort | tr '\n' ' ')
   [ "$imgs" = "$MULTI $SMALL " ] || { say "B's images: $imgs"; return 1; }
@@ -238,7 +269,7 @@ check_run() {
 }
 
 check_again() {
-  logged import-again cli b import "$work/images.car" || return 1
+  piped import-again cli b import "$work/images.car" || return 1
   grep -q '^import: .* adopted=0 ' "$last_log" || { say "$(grep '^import:' "$last_log")"; return 1; }
   blobs b | awk '{ print $1, $2, $3 }' | sort | diff - "$work/b.blobs" >/dev/null
 }
@@ -246,13 +277,99 @@ check_again() {
 check_fsck() {
   stop_pid "${IPCS_PID[b]}" TERM 10
   IPCS_PID[b]=""
-  logged fsck timeout -k 5 300 "$IPCS" fsck --verify --data-dir "$work/b/data" --kubo-api "${API[b]}" || return 1
+  piped fsck fsck_b || return 1
   local line; line=$(grep '^fsck:' "$last_log")
   say "$line"
   grep -E '^fsck: blobs=[1-9][0-9]* .* verified=[1-9][0-9]* found=0 .*remaining=0 unexpected=0' "$last_log" >/dev/null
 }
 
+# bars_left TTY NAME...: what a command drew on the pty (TTY, from pty-run.py) is the bars
+# NAME..., one after the other, each drawn at least twice: first empty (position 0, no
+# "="), each redraw erasing the line first ("\r" + ESC[2K), and last full (a 32-cell bar of
+# "=", position = length) and left on the terminal: nothing erases it before the next bar
+# or the end. Nothing else is drawn.
+bars_left() {
+  python3 - "$@" <<'PY' >"$logs/bars.log" 2>&1 || { indent <"$logs/bars.log"; return 1; }
+import re, sys
+path, names = sys.argv[1], sys.argv[2:]
+data = open(path, "rb").read().decode("utf-8", "replace")
+ERASE = "\r\x1b[2K"                 # console's clear_line: what indicatif sends before a redraw
+START = re.compile(r" *[a-z]+ \[[=> ]{32}\] ")
+AMOUNT = r"\d+(?:\.\d+)?(?: [KMGT]?i?B)?"
+FRAME = re.compile(rf" *([a-z]+) \[([=> ]{{32}})\] ({AMOUNT})/({AMOUNT})(?: .*)?")
+events = []                          # ("erase",) | ("frame", name, bar, pos, len, text)
+for i, piece in enumerate(data.split(ERASE)):
+    if i:
+        events.append(("erase",))
+    starts = [m.start() for m in START.finditer(piece)] + [len(piece)]
+    assert not piece[:starts[0]].strip(), f"not a bar: {piece[:starts[0]]!r}"
+    for a, b in zip(starts, starts[1:]):
+        text = piece[a:b].rstrip()
+        m = FRAME.fullmatch(text)
+        assert m, f"not a bar: {text!r}"
+        events.append(("frame", *m.groups(), text.strip()))
+frames = [e for e in events if e[0] == "frame"]
+order = [n for k, n in enumerate(f[1] for f in frames) if k == 0 or n != frames[k - 1][1]]
+assert order == names, f"bars drawn {order}, expected {names} one after the other"
+for name in names:
+    idx = [k for k, e in enumerate(events) if e[0] == "frame" and e[1] == name]
+    assert len(idx) >= 2, f"{name}: drawn {len(idx)} time(s)"
+    for a, b in zip(idx, idx[1:]):
+        assert events[a + 1:b] == [("erase",)], f"{name}: a redraw not in place: {events[a + 1:b]}"
+    _, _, bar, pos, _, text = events[idx[0]]
+    assert bar == " " * 32 and pos in ("0", "0 B"), f"{name}: first drawn as {text!r}, not empty"
+    last = events[idx[-1]]
+    _, _, bar, pos, length, text = last
+    assert bar == "=" * 32 and pos == length, f"{name}: left at {text!r}, not full"
+    assert events[idx[-1] + 1:idx[-1] + 2] != [("erase",)], f"{name}: its last state is erased"
+    print(f"{name}: {len(idx)} draws, left as {text!r}")
+PY
+  indent <"$logs/bars.log"
+}
+
+# no_drawing LOG...: the logs of runs with stderr a pipe or file hold nothing of a bar.
+no_drawing() {
+  local f n
+  for f in "$@"; do
+    [ -s "$f" ] || { say "$(basename "$f") is empty"; return 1; }
+    n=$(python3 -c 'import re, sys
+d = open(sys.argv[1], "rb").read().decode("utf-8", "replace")
+print(d.count("\x1b"), d.count("\r"), len(re.findall(r"\[[=> ]{32}\]", d)))' "$f")
+    say "$(basename "$f"): ESC, CR, bars: $n"
+    [ "$n" = "0 0 0" ] || return 1
+  done
+}
+
+check_export_tty() {
+  local ARGV; cli_argv a export "$SMALL" "$MULTI" -o "$work/images-tty.car"
+  on_pty export-tty "${ARGV[@]}" || return 1
+  cmp -s "$work/images.car" "$work/images-tty.car" || { say "the CAR differs from a's"; return 1; }
+  diff <(sed 's/ file=.*//' "$logs/export.log") <(sed 's/ file=.*//' "$last_log") >/dev/null \
+    || { say "stdout differs from a's:"; indent <"$last_log"; return 1; }
+  bars_left "$logs/export-tty.tty" export
+}
+
+check_import_tty() {
+  local ARGV; cli_argv b import "$work/images.car"
+  on_pty import-tty "${ARGV[@]}" || return 1
+  grep -q '^import: .* adopted=0 ' "$last_log" || { say "stdout: $(cat "$last_log")"; return 1; }
+  bars_left "$logs/import-tty.tty" send verify register
+}
+
+check_fsck_tty() {
+  local ARGV; fsck_argv
+  on_pty fsck-tty "${ARGV[@]}" || return 1
+  [ "$(grep '^fsck:' "$last_log")" = "$(grep '^fsck:' "$logs/fsck.log")" ] \
+    || { say "stdout: $(cat "$last_log")"; return 1; }
+  bars_left "$logs/fsck-tty.tty" verify
+}
+
+check_piped_quiet() {
+  no_drawing "$logs/export.log" "$logs/import.log" "$logs/fsck.log" "$logs/import-flipped.log"
+}
+
 check "a. A: export small + multi to one CAR; each block once; size vs the blobs"      check_export
+check "a2. A: export on a pty: the same CAR and stdout; its bar drawn and left full"    check_export_tty
 check "b. B: a CAR with a flipped byte is refused; nothing remains on B"                 check_flipped
 check "c. B: a truncated CAR is refused; nothing remains on B"                           check_truncated
 check "d. B: a blob under a wrong digest undoes the whole import; nothing remains"       check_wrong_digest
@@ -260,5 +377,8 @@ check "d2. B: a CAR of another DAG (no ipcs index) is refused; nothing remains" 
 check "e. B: import; ctr images ls shows both; same blobs and CIDs, pinned by name"      check_import
 check "f. B: ctr run of small and multi (unpacked from the imported blobs)"              check_run
 check "g. B: importing the same CAR again adopts nothing"                                check_again
+check "g2. B: import on a pty: bars send, verify, register drawn and left full"          check_import_tty
 check "h. B: ipcs fsck --verify finds the imported store clean"                          check_fsck
+check "h2. B: fsck --verify on a pty: the same summary; its verify bar drawn and left full" check_fsck_tty
+check "i. stderr a pipe or file: export, import, fsck --verify drew nothing (no ESC, CR, bar)" check_piped_quiet
 all_run=1

@@ -337,18 +337,16 @@ async fn fsck(a: FsckArgs) -> ExitCode {
                 verify: a.verify,
             };
             // Reading every DAG back takes a while: a bar on a terminal.
-            let bar = ipcs::cli::progress::bytes("verify", 0);
+            let bar = ipcs::cli::progress::LazyBytes::new("verify");
             let shown = bar.clone();
             let r = if a.verify {
-                let progress: ipcs::fsck::Progress = std::sync::Arc::new(move |done, total| {
-                    shown.set_length(total);
-                    shown.set_position(done);
-                });
+                let progress: ipcs::fsck::Progress =
+                    std::sync::Arc::new(move |done, total| shown.set(done, total));
                 ipcs::fsck::run_with_progress(&config, opts, progress).await
             } else {
                 ipcs::fsck::run(&config, opts).await
             };
-            bar.finish_and_clear();
+            bar.end(r.is_ok());
             r.map_err(|e| e.to_string())
         }
     };

@@ -50,10 +50,16 @@ pub async fn export(ep: &Endpoints, names: &[String], out: &Path) -> Result<(), 
         Ok::<u64, String>(n)
     }
     .await;
-    pb.finish_and_clear();
     let n = match written {
-        Ok(n) => n,
+        Ok(n) => {
+            // The bar's length was a guess (the blobs' bytes); it ends at what was written.
+            pb.set_length(n);
+            pb.set_position(n);
+            progress::done(&pb);
+            n
+        }
         Err(e) => {
+            progress::stopped(&pb);
             let _ = tokio::fs::remove_file(&tmp).await;
             return Err(format!("export failed, no CAR written: {e}"));
         }
@@ -98,32 +104,37 @@ pub async fn import(ep: &Endpoints, car: &Path) -> Result<(), String> {
             std::future::ready(r.is_ok())
         })
         .filter_map(|r| std::future::ready(r.ok()))
-        .inspect(move |b| pb.inc(b.len() as u64));
+        .inspect(move |b| {
+            if !pb.is_finished() {
+                pb.inc(b.len() as u64)
+            }
+        });
     let mut events = admin.import(size, body).await?;
     let mut verify: Option<indicatif::ProgressBar> = None;
     let mut done = None;
     while let Some(ev) = events.next().await {
         match ev {
             Err(e) => {
-                sent.finish_and_clear();
+                progress::stopped(&sent);
                 if let Some(v) = &verify {
-                    v.finish_and_clear();
+                    progress::stopped(v);
                 }
                 return Err(format!(
                     "import of {shown} failed, nothing was imported: {e}"
                 ));
             }
             Ok(ImportEvent::Progress(p)) => {
-                sent.finish_and_clear();
+                // ipcs verifies once it has the whole file.
+                progress::done(&sent);
                 let v = verify.get_or_insert_with(|| progress::bytes("verify", p.total_bytes));
                 v.set_position(p.verified_bytes);
             }
             Ok(ImportEvent::Done(d)) => done = Some(d),
         }
     }
-    sent.finish_and_clear();
+    progress::done(&sent);
     if let Some(v) = verify {
-        v.finish_and_clear();
+        progress::done(&v);
     }
     let done = done.ok_or("ipcs ended the import without a result")?;
     let mut existed = Vec::new();
@@ -136,10 +147,13 @@ pub async fn import(ep: &Endpoints, car: &Path) -> Result<(), String> {
         }
         let pb = progress::items("register", done.blobs.len() as u64);
         for (b, _) in &done.blobs {
-            ctr.register_blob(&b.desc, &b.gc_labels).await?;
+            if let Err(e) = ctr.register_blob(&b.desc, &b.gc_labels).await {
+                progress::stopped(&pb);
+                return Err(e);
+            }
             pb.inc(1);
         }
-        pb.finish_and_clear();
+        progress::done(&pb);
         Ok::<(), String>(())
     }
     .await;

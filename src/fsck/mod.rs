@@ -170,7 +170,8 @@ struct Fsck {
     progress: Option<Progress>,
 }
 
-/// Told (bytes of blobs checked, bytes of all blobs) as `--verify` reads DAGs back.
+/// Told (bytes of blobs checked, bytes of all blobs) before the first blob and after
+/// each, as `--verify` reads DAGs back.
 pub type Progress = Arc<dyn Fn(u64, u64) + Send + Sync>;
 
 /// Checks (and with `opts.repair`, repairs) the store in `config.data_dir` against its
@@ -309,6 +310,10 @@ impl Fsck {
         .await?;
         self.report.blobs = records.len() as u64;
         let (total, mut done) = (records.iter().map(|r| r.size).sum::<u64>(), 0);
+        // Told before the first blob too: that one may be a large layer to read back.
+        if let Some(p) = &self.progress {
+            p(0, total);
+        }
         for rec in &records {
             if !pins.contains_key(&rec.cid) {
                 self.unpinned(rec).await?;

@@ -137,3 +137,31 @@ async fn an_interrupted_commit_is_finished_not_unpinned() {
         "a partial ingest stays"
     );
 }
+
+/// `--verify`'s bar is told the total before the first blob (which may be a large layer
+/// to read back) and after each blob, ending at the total.
+#[tokio::test]
+async fn verify_progress_starts_at_zero_and_ends_at_the_total() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, backend) = open(dir.path()).await;
+    put(&store, "a", b"eleven byte").await.unwrap();
+    put(&store, "b", b"twenty-two bytes, this").await.unwrap();
+    drop(store);
+    let told = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = told.clone();
+    let progress: crate::fsck::Progress =
+        Arc::new(move |done, total| seen.lock().unwrap().push((done, total)));
+    let opts = FsckOptions {
+        repair: false,
+        verify: true,
+    };
+    let r = crate::fsck::check_with(&config(dir.path()), Some(backend), opts, Some(progress))
+        .await
+        .unwrap();
+    assert!(r.findings.is_empty(), "{:?}", r.findings);
+    let told = told.lock().unwrap().clone();
+    assert_eq!(told.len(), 3, "{told:?}");
+    assert_eq!(told[0], (0, 33));
+    assert!(told[1] == (11, 33) || told[1] == (22, 33), "{told:?}");
+    assert_eq!(told[2], (33, 33));
+}
