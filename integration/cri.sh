@@ -30,15 +30,9 @@ case "$MODE" in transfer|local) ;; *) echo "usage: $0 [transfer|local]" >&2; exi
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
-IPFS="$TOOLS/bin/ipfs"
-CLUSTER_CTL="$TOOLS/bin/ipfs-cluster-ctl"
 CONTAINERD_CRI="$TOOLS/containerd-cri-$CONTAINERD2_VERSION/bin/containerd"
 CTR2="$TOOLS/containerd-$CONTAINERD2_VERSION/bin/ctr"
 CRICTL="$TOOLS/cri-tools-$CRITOOLS_VERSION/bin/crictl"
-NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
 PULL_TIMEOUT="${CRI_PULL_TIMEOUT:-300}"
 NS=k8s.io   # CRI's containerd namespace
 KNOWN_SMALL='ipcs test image: small v1'

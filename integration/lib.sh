@@ -6,6 +6,17 @@
 # shellcheck source=scripts/versions.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/versions.sh"
 
+# Where the tools, test images and ipcs are; a script may set its own afterwards.
+#   TOOLS (IPCS_TOOLS, ~/.cache/ipcs-tools: scripts/install-*.sh), IMAGES (IPCS_IMAGES,
+#   ~/.cache/ipcs-images: integration/images), IPCS (IPCS_BIN, target/release/ipcs),
+#   IPFS, CLUSTER_CTL and NERDCTL inside TOOLS.
+TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
+IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
+IPCS="${IPCS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/ipcs}"
+IPFS="$TOOLS/bin/ipfs"
+CLUSTER_CTL="$TOOLS/bin/ipfs-cluster-ctl"
+NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
+
 say()    { echo "# $*"; }
 indent() { sed 's/^/#   /'; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -119,6 +130,22 @@ start_ipcs() {
   done
   echo "ipcs did not answer on $socket within 30 s:" >&2; tail -n 20 "$log" >&2; return 1
 }
+
+# ipcs's Prometheus metrics (--metrics-listen: host:port or unix:///PATH), for checks that
+# count what ipcs did rather than read its log:
+#   scrape_metrics LISTEN          the /metrics text on stdout; fails if it does not answer
+#   metric_value SERIES            from the text on stdin, SERIES's value (name{labels} as
+#                                  exported, e.g. 'ipcs_peer_adoptions_total{outcome="ok"}'),
+#                                  0 if absent
+#   ipcs_metric LISTEN SERIES      both; fails (prints nothing) if the endpoint does not answer
+scrape_metrics() {
+  case "$1" in
+    unix://*) curl -fsS -m 5 --unix-socket "${1#unix://}" http://localhost/metrics ;;
+    *) curl -fsS -m 5 "http://$1/metrics" ;;
+  esac
+}
+metric_value() { awk -v s="$1" '$1 == s { v = $2 } END { printf "%d\n", (v == "" ? 0 : v) }'; }
+ipcs_metric() { local t; t=$(scrape_metrics "$1") || return 1; metric_value "$2" <<<"$t"; }
 
 # stop_pid PID [SIGNAL] [SECS]: sends SIGNAL (TERM) and waits up to SECS (30) for the
 # process to be gone, then SIGKILLs it (start_ipcs disowns, so `wait` cannot be used).
