@@ -22,11 +22,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
-IPFS="$TOOLS/bin/ipfs"
-CLUSTER_CTL="$TOOLS/bin/ipfs-cluster-ctl"
 PULL_TIMEOUT="${P2P_PULL_TIMEOUT:-300}"
 REFRESH=2
 NS=p2p
@@ -138,8 +133,11 @@ check_registry_stopped() {
 check_pull_from_peers() {  # NODE
   pull "$1" "pull-$1-big" "$BIG" || return 1
   file_check "$1" "$BIG" "$KNOWN_BIG" || return 1
-  grep -q "obtained from peers, verified" "$work/$1/ipcs.log" || { say "no blob came from peers on $1"; return 1; }
-  say "$(grep -c 'obtained from peers, verified' "$work/$1/ipcs.log") blobs obtained from peers on $1"
+  local adopted served
+  adopted=$(p2p_metric "$1" 'ipcs_peer_adoptions_total{outcome="ok"}') || { say "$1's metrics do not answer"; return 1; }
+  served=$(p2p_metric "$1" 'ipcs_served_bytes_total{source="peers"}') || return 1
+  say "$adopted blobs adopted from peers on $1, $served bytes served from them"
+  [ "$adopted" -ge 1 ] && [ "$served" -ge 1 ] || { say "no blob came from peers on $1"; return 1; }
 }
 
 check_no_blob_requests() {
@@ -206,7 +204,8 @@ check_wrong_mapping_caught() {
   sleep $((REFRESH * 3))
   pull c pull-c-small "$SMALL" || return 1
   file_check c "$SMALL" "$KNOWN_SMALL" || return 1
-  grep -q "does not match its digest" "$work/c/ipcs.log" || { say "no mismatch logged on c"; return 1; }
+  local refused; refused=$(p2p_metric c 'ipcs_peer_adoptions_total{outcome="refused_digest"}') || return 1
+  [ "$refused" -ge 1 ] || { say "c refused no mapping for its digest (ipcs_peer_adoptions_total)"; return 1; }
   good_cid=$(blobs c | awk -v d="$layer" '$1 == d { print $2 }')
   say "c maps $layer to $good_cid"
   [ -n "$good_cid" ] && [ "$good_cid" != "$fake_cid" ] || return 1
