@@ -41,6 +41,30 @@ finish_run() {
   exit 0
 }
 
+# on_exit LABEL STOP: a check script's exit, however it comes (SIGINT and SIGTERM exit
+# 130 and 143): the script's own stdout/stderr back from fds 8/9, STOP (a function that
+# stops the script's daemons) run with errors ignored, then finish_run LABEL.
+on_exit() {
+  ON_EXIT_LABEL="$1" ON_EXIT_STOP="$2"
+  trap _on_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+_on_exit() {
+  local rc=$?
+  set +e
+  exec >&8 2>&9
+  trap - EXIT INT TERM
+  "$ON_EXIT_STOP"
+  finish_run "$ON_EXIT_LABEL" "$rc"
+}
+
+# require_bins BIN...: exits 1 naming the first BIN that is not executable (make setup).
+require_bins() {
+  local b
+  for b in "$@"; do [ -x "$b" ] || { echo "missing $b (make setup build)" >&2; exit 1; }; done
+}
+
 # check DESCRIPTION FUNCTION [ARGS...]: runs FUNCTION (which must `return 1` explicitly on
 # every failing step: set -e does not apply inside a function called from `if`) and prints
 # one TAP-like line.

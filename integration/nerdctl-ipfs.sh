@@ -71,11 +71,7 @@ ipcs_start() {
   IPCS_PID[$n]=$IPCS_STARTED_PID
 }
 
-cleanup() {
-  local rc=$?
-  set +e
-  exec >&8 2>&9
-  trap - EXIT INT TERM
+stop_all() {
   local n _
   for n in a b; do
     mountpoint -q "$work/$n/mnt" 2>/dev/null && umount -l "$work/$n/mnt"
@@ -87,14 +83,11 @@ cleanup() {
     timeout 60 "$root/scripts/kubo-node.sh" stop "$work/$n/kubo" >/dev/null 2>&1
   done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  finish_run "nerdctl-ipfs" "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit nerdctl-ipfs stop_all
 
 # ---------------------------------------------------------------------------------- setup
-for b in "$IPCS" "$IPFS" "$NERDCTL"; do [ -x "$b" ] || { echo "missing $b (make setup)" >&2; exit 1; }; done
+require_bins "$IPCS" "$IPFS" "$NERDCTL"
 say "nerdctl $NERDCTL_VERSION ipfs:// on containerd $CONTAINERD2_VERSION, work dir $work"
 last_log="$logs/setup.log"
 "$root/integration/images/registry.sh" start "$reg_dir" --port "$(free_port)" >/dev/null 2>>"$last_log" 8>&- 9>&-

@@ -45,38 +45,20 @@ ipfs()  { p2p_ipfs "$@"; }
 cctl()  { p2p_cctl "$@"; }
 blobs() { p2p_blobs "$@"; }
 
-diagnostics() {
-  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
-    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
-  fi
-  local n
-  for n in a b c; do
-    [ -f "$work/$n/ipcs.log" ] || continue
-    say "--- ipcs $n log (last 10 lines)"; tail -n 10 "$work/$n/ipcs.log" | indent
-  done
-}
+diagnostics() { show_logs "$work/a" "$work/b" "$work/c"; }
 
-cleanup() {
-  local rc=$?
-  set +e
-  exec >&8 2>&9
-  trap - EXIT INT TERM
+stop_all() {
   local n
   for n in a b c; do
     mountpoint -q "$work/$n/mnt" 2>/dev/null && umount -l "$work/$n/mnt"
     p2p_node_stop "$n"
   done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  finish_run p2p "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit p2p stop_all
 
 # ---------------------------------------------------------------------------------- setup
-for b in "$IPCS" "$IPFS" "$CLUSTER_CTL"; do
-  [ -x "$b" ] || { echo "missing $b (make setup)" >&2; exit 1; }
-done
+require_bins "$IPCS" "$IPFS" "$CLUSTER_CTL"
 last_log="$logs/setup.log"
 "$root/integration/images/registry.sh" start "$reg_dir" --port "$(free_port)" >/dev/null 2>>"$last_log" 8>&- 9>&-
 reg=$("$root/integration/images/registry.sh" hostport "$reg_dir")
