@@ -32,8 +32,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
 IMAGE="${BENCH_DIFFER_IMAGE:-big}"
 REPS="${BENCH_REPS:-5}"
 OUT="${BENCH_DIFFER_OUT:-}"

@@ -20,7 +20,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
 N="${BENCH_SWARM_N:-4}"
 IMG="${BENCH_SWARM_IMAGE:-big}"
 OUT="${BENCH_SWARM_OUT:-$root/BENCHMARKS.md}"
@@ -90,42 +89,37 @@ pull_all() {
 
 egress() { record "$1.egress" "$2" "$(tb_egress "$3" | cut -d' ' -f1)"; }
 
+# scenario STORE SC START PULL...: starts the nodes listed in START (builtin or ipcs; ""
+# when the caller started them), marks the registry's egress, pulls on PULL... (scenario
+# a: one node after another, else all at once), records the egress, stops every node.
+scenario() {
+  local store=$1 sc=$2 start=$3 n m
+  shift 3
+  if [ -n "$start" ]; then
+    if [ "$store" = builtin ]; then start_builtin $start; else start_swarm $start; fi
+  fi
+  m=$(tb_mark)
+  if [ "$sc" = a ]; then for n in "$@"; do pull_all "$store" "$sc" "$n"; done
+  else pull_all "$store" "$sc" "$@"; fi
+  egress "$sc" "$store" "$m"
+  tb_nodes_down
+}
+
 all_nodes=$(seq 1 "$N")
 
 # ------------------------------------------------------------------ built-in content store
 say "built-in: a. staggered"
-start_builtin $all_nodes
-m=$(tb_mark)
-for n in $all_nodes; do pull_all builtin a "$n"; done
-egress a builtin "$m"
-tb_nodes_down
+scenario builtin a "$all_nodes" $all_nodes
 say "built-in: b. herd"
-start_builtin $all_nodes
-m=$(tb_mark)
-pull_all builtin b $all_nodes
-egress b builtin "$m"
-tb_nodes_down
+scenario builtin b "$all_nodes" $all_nodes
 say "built-in: c. late join (a fresh node pulls alone)"
-start_builtin "$N"
-m=$(tb_mark)
-pull_all builtin c "$N"
-egress c builtin "$m"
-tb_nodes_down
+scenario builtin c "$N" "$N"
 
 # ------------------------------------------------------------------------------------- ipcs
 say "ipcs: a. staggered"
-start_swarm $all_nodes
-m=$(tb_mark)
-for n in $all_nodes; do pull_all ipcs a "$n"; done
-egress a ipcs "$m"
-tb_nodes_down
-
+scenario ipcs a "$all_nodes" $all_nodes
 say "ipcs: b. herd"
-start_swarm $all_nodes
-m=$(tb_mark)
-pull_all ipcs b $all_nodes
-egress b ipcs "$m"
-tb_nodes_down
+scenario ipcs b "$all_nodes" $all_nodes
 
 say "ipcs: c. late join"
 start_swarm $(seq 1 $((N - 1)))
@@ -133,10 +127,7 @@ pull_all ipcs c-first $(seq 1 $((N - 1)))
 t0=$(now_ms)
 tb_node_up "$N" $(seq 1 $((N - 1)))
 record c.join ipcs "$(secs $(( $(now_ms) - t0 )))"
-m=$(tb_mark)
-pull_all ipcs c "$N"
-egress c ipcs "$m"
-tb_nodes_down
+scenario ipcs c "" "$N"
 
 say "ipcs: d. herd, the leader of the largest layer killed at ~50%"
 start_swarm $all_nodes

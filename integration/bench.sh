@@ -48,8 +48,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 . "$root/integration/lib.sh"
 # shellcheck source=integration/p2p-nodes.sh
 . "$root/integration/p2p-nodes.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
 IPFS="${IPFS_BIN:-$TOOLS/bin/ipfs}"
 REPS="${BENCH_REPS:-5}"
 INGEST_BYTES="${BENCH_INGEST_BYTES:-1073741824}"
@@ -478,7 +476,10 @@ p2p_b_pull() {
     if curl -fsS -m 2 "http://$reg/v2/" >/dev/null 2>&1; then log "p2p $tag: the registry answered after the pull"; return 1; fi
     "$root/integration/images/registry.sh" start "$reg_dir" --port "${reg##*:}" >/dev/null 2>>"$logs/registry.log" 8>&- 9>&-
   fi
-  n=$(grep -c 'obtained from peers, verified' "$b/ipcs.log" 2>/dev/null || true); n=${n:-0}
+  n=0
+  if [ "$variant" != builtin ]; then
+    n=$(p2p_metric b 'ipcs_peer_adoptions_total{outcome="ok"}') || { log "p2p $tag: B's metrics do not answer"; return 1; }
+  fi
   local reqs; reqs=$(tail -c +"$((reg_off + 1))" "$reg_log" | grep -c '/blobs/sha256:' || true)
   case "$variant" in
     peers)    [ "$n" -ge 1 ] || { log "p2p $tag: no blob obtained from peers"; return 1; };;

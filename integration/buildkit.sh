@@ -33,10 +33,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
-IPFS="$TOOLS/bin/ipfs"
 BK_BIN="$TOOLS/buildkit-$BUILDKIT_VERSION/bin"
 BUILD_TIMEOUT="${BUILDKIT_TIMEOUT:-300}"
 NS=buildkit   # the containerd namespace of buildkitd's worker

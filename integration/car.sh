@@ -41,10 +41,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
-IPFS="$TOOLS/bin/ipfs"
 NS=car
 SMALL=example.com/ipcs/small:v1
 MULTI=example.com/ipcs/multi:v1
@@ -90,25 +86,18 @@ ipcs_start() {
   IPCS_PID[$n]=$IPCS_STARTED_PID
 }
 
-cleanup() {
-  local rc=$?
-  set +e
-  exec >&8 2>&9
-  trap - EXIT INT TERM
+stop_all() {
   local n
   for n in a b; do
     timeout 120 "$root/integration/containerd-node.sh" stop "$work/$n/containerd" >/dev/null 2>&1
     stop_pid "${IPCS_PID[$n]:-}" TERM 10
     timeout 60 "$root/scripts/kubo-node.sh" stop "$work/$n/kubo" >/dev/null 2>&1
   done
-  finish_run "car" "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit car stop_all
 
 # ---------------------------------------------------------------------------------- setup
-for b in "$IPCS" "$IPFS"; do [ -x "$b" ] || { echo "missing $b (make setup build)" >&2; exit 1; }; done
+require_bins "$IPCS" "$IPFS"
 say "CAR export/import between two offline stacks (containerd $CONTAINERD2_VERSION), work dir $work"
 last_log="$logs/setup.log"
 timeout 1800 "$root/integration/images/build-images.sh" --only small,multi "$IMAGES" >>"$last_log" 2>&1

@@ -24,7 +24,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
 NS=compare
 CHUNK=262144
 

@@ -30,15 +30,9 @@ case "$MODE" in transfer|local) ;; *) echo "usage: $0 [transfer|local]" >&2; exi
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
-IPFS="$TOOLS/bin/ipfs"
-CLUSTER_CTL="$TOOLS/bin/ipfs-cluster-ctl"
 CONTAINERD_CRI="$TOOLS/containerd-cri-$CONTAINERD2_VERSION/bin/containerd"
 CTR2="$TOOLS/containerd-$CONTAINERD2_VERSION/bin/ctr"
 CRICTL="$TOOLS/cri-tools-$CRITOOLS_VERSION/bin/crictl"
-NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
 PULL_TIMEOUT="${CRI_PULL_TIMEOUT:-300}"
 NS=k8s.io   # CRI's containerd namespace
 KNOWN_SMALL='ipcs test image: small v1'
@@ -211,7 +205,7 @@ check_a_in_ipcs() {
 }
 
 check_b_from_peers() {
-  local ok=0 d ca cb
+  local ok=0 d ca cb n
   p2p_wait_synced a b || { say "B's cluster view lacks A's pins (blobs and tag)"; return 1; }
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
   if curl -fsS -m 2 "http://$reg/v2/" >/dev/null 2>&1; then say "registry still answers"; return 1; fi
@@ -224,8 +218,9 @@ check_b_from_peers() {
     cb=$(awk -v d="$d" '$1 == d { print $2 }' "$logs/blobs-b.txt")
     [ -n "$cb" ] && [ "$ca" = "$cb" ] || { say "$d: A $ca, B '${cb}'"; ok=1; }
   done
-  say "$(grep -c 'obtained from peers, verified' "$work/b/ipcs.log") blobs obtained from peers on B, same CIDs as A"
-  grep -q 'obtained from peers, verified' "$work/b/ipcs.log" || ok=1
+  n=$(p2p_metric b 'ipcs_peer_adoptions_total{outcome="ok"}') || { say "B's metrics do not answer"; return 1; }
+  say "$n blobs adopted from peers on B, same CIDs as A"
+  [ "$n" -ge 1 ] || ok=1
   return $ok
 }
 
@@ -258,7 +253,7 @@ check_nerdctl_push_a() {
 }
 
 check_crictl_by_cid() {
-  local ok=0 lease d ca cb off n ref="127.0.0.1:${P2P_MIRROR[b]}/ipfs/$IPFS_ROOT:latest"
+  local ok=0 lease d ca cb before n ref="127.0.0.1:${P2P_MIRROR[b]}/ipfs/$IPFS_ROOT:latest"
   [ -n "${IPFS_ROOT:-}" ] || return 1
   logged rmi-b crictl b 120 rmi "$SMALL" || return 1
   lease=$(ctr b 60 leases create) && logged gc-b ctr b 300 leases rm --sync "$lease" || return 1
@@ -268,11 +263,11 @@ check_crictl_by_cid() {
   printf 'server = "http://127.0.0.1:%s"\n[header]\n  x-ipcs-mirror-secret = "%s"\n' "${P2P_MIRROR[b]}" \
     "$(cat "$work/b/data/mirror-secret")" >"$work/b/hosts/127.0.0.1:${P2P_MIRROR[b]}/hosts.toml"
   chmod 600 "$work/b/hosts/127.0.0.1:${P2P_MIRROR[b]}/hosts.toml"
-  off=$(stat -c %s "$work/b/ipcs.log")
+  before=$(p2p_metric b 'ipcs_peer_adoptions_total{outcome="ok"}') || { say "B's metrics do not answer"; return 1; }
   logged pull-b-cid crictl b "$PULL_TIMEOUT" pull "$ref" || return 1
   # Adopted and verified, by the CID from the cluster pinset or from the image's URLs
   # (the same CIDs: A committed the converted manifest too, and published it).
-  n=$(tail -c +"$((off + 1))" "$work/b/ipcs.log" | grep -c 'obtained from peers, verified' || true)
+  n=$(p2p_metric b 'ipcs_peer_adoptions_total{outcome="ok"}') || return 1; n=$((n - before))
   p2p_blobs b >"$logs/blobs-b-cid.txt" || return 1
   for d in "${A_DIGESTS[@]:1}"; do   # config and layers: the manifest was rewritten (urls)
     ca=$(awk -v d="$d" '$1 == d { print $2 }' "$logs/blobs-a.txt")

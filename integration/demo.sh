@@ -8,13 +8,9 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 IMAGE="${IMAGE:-big}"
 VERSION="${CONTAINERD_VERSION:-1.6}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="$root/target/release/ipcs"
-IPFS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}/bin/ipfs"
-work=$(mktemp -d /tmp/ipcs-demo-XXXXXX)
-
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
+work=$(mktemp -d /tmp/ipcs-demo-XXXXXX)
 stop_all() {
   [ -n "${KEEP:-}" ] && return
   "$root/integration/containerd-node.sh" stop "$work/containerd" >/dev/null 2>&1 || true

@@ -41,7 +41,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}/differ"
 IPCS_SRC="${IPCS_BIN:-$root/target/release/ipcs}"
 PULL_TIMEOUT="${DIFF_PULL_TIMEOUT:-60}"

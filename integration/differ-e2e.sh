@@ -31,9 +31,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
 # ipcs's differ; DIFFER=walking runs the same checks on containerd's own (never in `make test`).
 DIFFER="${DIFFER:-ipcs}"
 case "$DIFFER" in ipcs|walking) ;; *) echo "DIFFER must be ipcs or walking" >&2; exit 2;; esac

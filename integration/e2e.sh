@@ -40,11 +40,6 @@ esac
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
-IPFS="$TOOLS/bin/ipfs"
-NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
 PULL_TIMEOUT="${E2E_PULL_TIMEOUT:-300}"
 KUBO_DOWN_BOUND="${E2E_KUBO_DOWN_BOUND:-120}"
 NS=e2e

@@ -6,6 +6,17 @@
 # shellcheck source=scripts/versions.sh
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/scripts/versions.sh"
 
+# Where the tools, test images and ipcs are; a script may set its own afterwards.
+#   TOOLS (IPCS_TOOLS, ~/.cache/ipcs-tools: scripts/install-*.sh), IMAGES (IPCS_IMAGES,
+#   ~/.cache/ipcs-images: integration/images), IPCS (IPCS_BIN, target/release/ipcs),
+#   IPFS, CLUSTER_CTL and NERDCTL inside TOOLS.
+TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
+IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
+IPCS="${IPCS_BIN:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/target/release/ipcs}"
+IPFS="$TOOLS/bin/ipfs"
+CLUSTER_CTL="$TOOLS/bin/ipfs-cluster-ctl"
+NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
+
 say()    { echo "# $*"; }
 indent() { sed 's/^/#   /'; }
 now_ms() { echo $(( $(date +%s%N) / 1000000 )); }
@@ -28,6 +39,30 @@ finish_run() {
   echo "$label: $passed passed, $failed failed"
   [ "$failed" -eq 0 ] || exit 1
   exit 0
+}
+
+# on_exit LABEL STOP: a check script's exit, however it comes (SIGINT and SIGTERM exit
+# 130 and 143): the script's own stdout/stderr back from fds 8/9, STOP (a function that
+# stops the script's daemons) run with errors ignored, then finish_run LABEL.
+on_exit() {
+  ON_EXIT_LABEL="$1" ON_EXIT_STOP="$2"
+  trap _on_exit EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+_on_exit() {
+  local rc=$?
+  set +e
+  exec >&8 2>&9
+  trap - EXIT INT TERM
+  "$ON_EXIT_STOP"
+  finish_run "$ON_EXIT_LABEL" "$rc"
+}
+
+# require_bins BIN...: exits 1 naming the first BIN that is not executable (make setup).
+require_bins() {
+  local b
+  for b in "$@"; do [ -x "$b" ] || { echo "missing $b (make setup build)" >&2; exit 1; }; done
 }
 
 # check DESCRIPTION FUNCTION [ARGS...]: runs FUNCTION (which must `return 1` explicitly on
@@ -119,6 +154,22 @@ start_ipcs() {
   done
   echo "ipcs did not answer on $socket within 30 s:" >&2; tail -n 20 "$log" >&2; return 1
 }
+
+# ipcs's Prometheus metrics (--metrics-listen: host:port or unix:///PATH), for checks that
+# count what ipcs did rather than read its log:
+#   scrape_metrics LISTEN          the /metrics text on stdout; fails if it does not answer
+#   metric_value SERIES            from the text on stdin, SERIES's value (name{labels} as
+#                                  exported, e.g. 'ipcs_peer_adoptions_total{outcome="ok"}'),
+#                                  0 if absent
+#   ipcs_metric LISTEN SERIES      both; fails (prints nothing) if the endpoint does not answer
+scrape_metrics() {
+  case "$1" in
+    unix://*) curl -fsS -m 5 --unix-socket "${1#unix://}" http://localhost/metrics ;;
+    *) curl -fsS -m 5 "http://$1/metrics" ;;
+  esac
+}
+metric_value() { awk -v s="$1" '$1 == s { v = $2 } END { printf "%d\n", (v == "" ? 0 : v) }'; }
+ipcs_metric() { local t; t=$(scrape_metrics "$1") || return 1; metric_value "$2" <<<"$t"; }
 
 # stop_pid PID [SIGNAL] [SECS]: sends SIGNAL (TERM) and waits up to SECS (30) for the
 # process to be gone, then SIGKILLs it (start_ipcs disowns, so `wait` cannot be used).

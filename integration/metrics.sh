@@ -25,11 +25,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
-IPFS="$TOOLS/bin/ipfs"
-CLUSTER_CTL="$TOOLS/bin/ipfs-cluster-ctl"
 PULL_TIMEOUT="${METRICS_PULL_TIMEOUT:-180}"
 NS=metrics
 
@@ -72,24 +67,15 @@ diagnostics() {
   return 0
 }
 
-cleanup() {
-  local rc=$?
-  set +e
-  exec >&8 2>&9
-  trap - EXIT INT TERM
+stop_all() {
   local n
   for n in a b; do p2p_node_stop "$n"; done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  finish_run metrics "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit metrics stop_all
 
 # ---------------------------------------------------------------------------------- setup
-for b in "$IPCS" "$IPFS" "$CLUSTER_CTL"; do
-  [ -x "$b" ] || { echo "missing $b (make setup)" >&2; exit 1; }
-done
+require_bins "$IPCS" "$IPFS" "$CLUSTER_CTL"
 last_log="$logs/setup.log"
 "$root/integration/images/registry.sh" start "$reg_dir" --port "$(free_port)" >/dev/null 2>>"$last_log" 8>&- 9>&-
 reg=$("$root/integration/images/registry.sh" hostport "$reg_dir")

@@ -28,11 +28,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
-IPFS="$TOOLS/bin/ipfs"
-NERDCTL="$TOOLS/nerdctl-$NERDCTL_VERSION/bin/nerdctl"
 PULL_TIMEOUT="${NERDCTL_IPFS_TIMEOUT:-300}"
 NS=ipfs
 KNOWN_SMALL='ipcs test image: small v1'
@@ -52,6 +47,7 @@ declare -A IPCS_PID=() MIRROR=() KUBO_TCP=() PUSHED=()
 ctr()     { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$work/$n/containerd/ctr" -n "$NS" "$@"; }
 ipfs()    { p2p_ipfs "$@"; }
 blobs()   { timeout -k 5 60 "$IPCS" blobs --socket "$work/$1/ipcs.sock"; }
+metric()  { ipcs_metric "unix://$work/$1/metrics.sock" "$2"; }
 # nerdctl's IPFS client dials only host:port and Kubo's API is a unix socket here, so it
 # gets a loopback bridge to the socket (--ipfs-address, KUBO_TCP[N]); its registry hosts
 # (the mirror's secret header) come from $work/N/hosts.
@@ -69,16 +65,13 @@ diagnostics() { show_logs "$work/a" "$work/b"; }
 ipcs_start() {
   local n=$1 d="$work/$1" args=() _
   if [ "${2:-}" = --mirror ]; then MIRROR[$n]=$(free_port); args=(--mirror-listen "127.0.0.1:${MIRROR[$n]}"); fi
+  args+=(--metrics-listen "unix://$d/metrics.sock")
   start_ipcs --bin "$IPCS" --socket "$d/ipcs.sock" --data "$d/data" --log "$d/ipcs.log" \
     --kubo "${P2P_API[$n]}" -- "${args[@]}" || return 1
   IPCS_PID[$n]=$IPCS_STARTED_PID
 }
 
-cleanup() {
-  local rc=$?
-  set +e
-  exec >&8 2>&9
-  trap - EXIT INT TERM
+stop_all() {
   local n _
   for n in a b; do
     mountpoint -q "$work/$n/mnt" 2>/dev/null && umount -l "$work/$n/mnt"
@@ -90,14 +83,11 @@ cleanup() {
     timeout 60 "$root/scripts/kubo-node.sh" stop "$work/$n/kubo" >/dev/null 2>&1
   done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  finish_run "nerdctl-ipfs" "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit nerdctl-ipfs stop_all
 
 # ---------------------------------------------------------------------------------- setup
-for b in "$IPCS" "$IPFS" "$NERDCTL"; do [ -x "$b" ] || { echo "missing $b (make setup)" >&2; exit 1; }; done
+require_bins "$IPCS" "$IPFS" "$NERDCTL"
 say "nerdctl $NERDCTL_VERSION ipfs:// on containerd $CONTAINERD2_VERSION, work dir $work"
 last_log="$logs/setup.log"
 "$root/integration/images/registry.sh" start "$reg_dir" --port "$(free_port)" >/dev/null 2>>"$last_log" 8>&- 9>&-
@@ -232,13 +222,14 @@ check_rmi_b() {
 }
 
 check_mirror_ctr() {
-  local off n want ref="127.0.0.1:${MIRROR[b]}/ipfs/$ROOT:latest"
-  off=$(stat -c %s "$work/b/ipcs.log")
+  local before n want ref="127.0.0.1:${MIRROR[b]}/ipfs/$ROOT:latest"
+  local series='ipcs_peer_adopted_by_hint_total{hint="manifest_url"}'
+  before=$(metric b "$series") || { say "B's metrics do not answer"; return 1; }
   logged mirror-ctr ctr b "$PULL_TIMEOUT" images pull --hosts-dir "$work/b/hosts" --platform linux/amd64 "$ref" || return 1
   b_has_image || return 1
   file_check b "$ref" || return 1
   # Each blob adopted during this pull, by the CID its ipfs:// URL (or the root) names.
-  n=$(tail -c +"$((off + 1))" "$work/b/ipcs.log" | grep 'obtained from peers, verified' | grep -c 'origin=ManifestUrl' || true)
+  n=$(metric b "$series") || return 1; n=$((n - before))
   want=$(wc -l <"$logs/urls.txt")
   say "B's ipcs adopted $n blobs by their ipfs:// URLs during the pull (the image has $want)"
   [ "$n" -ge "$want" ]

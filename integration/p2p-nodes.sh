@@ -26,7 +26,9 @@
 #   p2p_cluster_start N [M...]       cluster peer bootstrapping to M... -> P2P_REST[N]
 #                                    (unix://…), P2P_CMA[N]
 #   p2p_cluster_wait_peers N COUNT   until N's cluster sees COUNT peers (60 s)
-#   p2p_ipcs_start N [--alone]       -> P2P_PID[N], P2P_MIRROR[N]; --alone: no cluster, no
+#   p2p_ipcs_start N [--alone]       -> P2P_PID[N], P2P_MIRROR[N], P2P_METRICS[N] (its
+#                                    metrics endpoint: IPCS_METRICS_LISTEN if set, else
+#                                    unix://N/metrics.sock); --alone: no cluster, no
 #                                    mirror (a node that neither asks peers nor publishes)
 #   p2p_containerd_start N REGISTRY [--no-mirror | --builtin-content]
 #                                    containerd plus hosts.toml for REGISTRY (host:port)
@@ -36,21 +38,22 @@
 #                                    has, then two mirror refreshes
 #   p2p_wait_synced FROM TO          until TO's pinset holds every pin of FROM's, ditto
 #   p2p_ctr N TIMEOUT ARGS / p2p_ipfs N TIMEOUT ARGS / p2p_cctl N ARGS / p2p_blobs N
+#   p2p_metric N SERIES              SERIES's value in N's ipcs metrics (lib.sh ipcs_metric)
 
-P2P_TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-P2P_IPCS="${P2P_IPCS:-$root/target/release/ipcs}"
-P2P_IPFS="${P2P_IPFS:-$P2P_TOOLS/bin/ipfs}"
-P2P_CLUSTER_CTL="${P2P_CLUSTER_CTL:-$P2P_TOOLS/bin/ipfs-cluster-ctl}"
+P2P_IPCS="${P2P_IPCS:-$IPCS}"
+P2P_IPFS="${P2P_IPFS:-$IPFS}"
+P2P_CLUSTER_CTL="${P2P_CLUSTER_CTL:-$CLUSTER_CTL}"
 P2P_REFRESH="${P2P_REFRESH:-2}"
 P2P_CONTAINERD="${P2P_CONTAINERD:-1.6}"
 P2P_REBROADCAST="${P2P_REBROADCAST:-}"
-declare -A P2P_API=() P2P_MADDR=() P2P_SWARM=() P2P_REST=() P2P_CMA=() P2P_PID=() P2P_MIRROR=()
+declare -A P2P_API=() P2P_MADDR=() P2P_SWARM=() P2P_REST=() P2P_CMA=() P2P_PID=() P2P_MIRROR=() P2P_METRICS=()
 P2P_NODES=()
 
 p2p_ctr()   { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$P2P_DIR/$n/containerd/ctr" -n "$P2P_NS" "$@"; }
 p2p_ipfs()  { local n=$1 t=$2; shift 2; timeout -k 5 "$t" "$P2P_IPFS" --api "${P2P_MADDR[$n]}" "$@"; }
 p2p_cctl()  { local n=$1; shift; timeout -k 5 60 "$P2P_CLUSTER_CTL" --host "/unix${P2P_REST[$n]#unix://}" "$@"; }
 p2p_blobs() { timeout -k 5 60 "$P2P_IPCS" blobs --socket "$P2P_DIR/$1/ipcs.sock"; }
+p2p_metric() { ipcs_metric "${P2P_METRICS[$1]}" "$2"; }
 
 p2p_network_init() {
   mkdir -p "$P2P_DIR"
@@ -123,9 +126,12 @@ p2p_ipcs_start() {
   local n=$1 d="$P2P_DIR/$1" peer_args=() _
   p2p_track "$n"
   P2P_MIRROR[$n]=""
+  # Tests read what happened (adoptions, in-flight leaders) from the metrics, not the log.
+  P2P_METRICS[$n]=${IPCS_METRICS_LISTEN:-unix://$d/metrics.sock}
+  [ -n "${IPCS_METRICS_LISTEN:-}" ] || peer_args=(--metrics-listen "${P2P_METRICS[$n]}")
   if [ "${2:-}" != --alone ]; then
     P2P_MIRROR[$n]=$(free_port)
-    peer_args=(--cluster-api "${P2P_REST[$n]}" --cluster-replication 1
+    peer_args+=(--cluster-api "${P2P_REST[$n]}" --cluster-replication 1
                --cluster-refresh-secs "$P2P_REFRESH" --peer-fetch-deadline-secs 60
                --mirror-listen "127.0.0.1:${P2P_MIRROR[$n]}")
   fi

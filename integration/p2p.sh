@@ -22,11 +22,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPCS="${IPCS_BIN:-$root/target/release/ipcs}"
-IPFS="$TOOLS/bin/ipfs"
-CLUSTER_CTL="$TOOLS/bin/ipfs-cluster-ctl"
 PULL_TIMEOUT="${P2P_PULL_TIMEOUT:-300}"
 REFRESH=2
 NS=p2p
@@ -50,38 +45,20 @@ ipfs()  { p2p_ipfs "$@"; }
 cctl()  { p2p_cctl "$@"; }
 blobs() { p2p_blobs "$@"; }
 
-diagnostics() {
-  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
-    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
-  fi
-  local n
-  for n in a b c; do
-    [ -f "$work/$n/ipcs.log" ] || continue
-    say "--- ipcs $n log (last 10 lines)"; tail -n 10 "$work/$n/ipcs.log" | indent
-  done
-}
+diagnostics() { show_logs "$work/a" "$work/b" "$work/c"; }
 
-cleanup() {
-  local rc=$?
-  set +e
-  exec >&8 2>&9
-  trap - EXIT INT TERM
+stop_all() {
   local n
   for n in a b c; do
     mountpoint -q "$work/$n/mnt" 2>/dev/null && umount -l "$work/$n/mnt"
     p2p_node_stop "$n"
   done
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
-  finish_run p2p "$rc"
 }
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
+on_exit p2p stop_all
 
 # ---------------------------------------------------------------------------------- setup
-for b in "$IPCS" "$IPFS" "$CLUSTER_CTL"; do
-  [ -x "$b" ] || { echo "missing $b (make setup)" >&2; exit 1; }
-done
+require_bins "$IPCS" "$IPFS" "$CLUSTER_CTL"
 last_log="$logs/setup.log"
 "$root/integration/images/registry.sh" start "$reg_dir" --port "$(free_port)" >/dev/null 2>>"$last_log" 8>&- 9>&-
 reg=$("$root/integration/images/registry.sh" hostport "$reg_dir")
@@ -138,8 +115,11 @@ check_registry_stopped() {
 check_pull_from_peers() {  # NODE
   pull "$1" "pull-$1-big" "$BIG" || return 1
   file_check "$1" "$BIG" "$KNOWN_BIG" || return 1
-  grep -q "obtained from peers, verified" "$work/$1/ipcs.log" || { say "no blob came from peers on $1"; return 1; }
-  say "$(grep -c 'obtained from peers, verified' "$work/$1/ipcs.log") blobs obtained from peers on $1"
+  local adopted served
+  adopted=$(p2p_metric "$1" 'ipcs_peer_adoptions_total{outcome="ok"}') || { say "$1's metrics do not answer"; return 1; }
+  served=$(p2p_metric "$1" 'ipcs_served_bytes_total{source="peers"}') || return 1
+  say "$adopted blobs adopted from peers on $1, $served bytes served from them"
+  [ "$adopted" -ge 1 ] && [ "$served" -ge 1 ] || { say "no blob came from peers on $1"; return 1; }
 }
 
 check_no_blob_requests() {
@@ -206,7 +186,8 @@ check_wrong_mapping_caught() {
   sleep $((REFRESH * 3))
   pull c pull-c-small "$SMALL" || return 1
   file_check c "$SMALL" "$KNOWN_SMALL" || return 1
-  grep -q "does not match its digest" "$work/c/ipcs.log" || { say "no mismatch logged on c"; return 1; }
+  local refused; refused=$(p2p_metric c 'ipcs_peer_adoptions_total{outcome="refused_digest"}') || return 1
+  [ "$refused" -ge 1 ] || { say "c refused no mapping for its digest (ipcs_peer_adoptions_total)"; return 1; }
   good_cid=$(blobs c | awk -v d="$layer" '$1 == d { print $2 }')
   say "c maps $layer to $good_cid"
   [ -n "$good_cid" ] && [ "$good_cid" != "$fake_cid" ] || return 1

@@ -50,9 +50,6 @@ if [ "$short" = 1 ]; then term_rounds=5 kill_rounds=3; else term_rounds=20 kill_
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
-IPFS="$TOOLS/bin/ipfs"
 NS=restart
 KNOWN_1M=13f9e22e8fea9a1130f3ad4cb83d3caa2239c8e21ebbc9722a2b4cfd24a89ee0
 RANDOM=${RESTART_SEED:-1}

@@ -7,7 +7,6 @@
 root=${root:-$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)}
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-TOOLS="${IPCS_TOOLS:-$HOME/.cache/ipcs-tools}"
 export IPFS_BIN="${IPFS_BIN:-$TOOLS/bin/ipfs}"
 IPCS_PID=""; KUBO_DIR=""
 

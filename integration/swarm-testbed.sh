@@ -30,7 +30,8 @@
 #   tb_pull NODE REF           ctr pull (+ unpack) on NODE, log in $logs/pull-NODE-*.log;
 #                              prints the elapsed milliseconds, fails if the pull did
 #   tb_inflight_leader NODES DIGEST   the node among NODES whose ipcs fetches DIGEST from
-#                              the registry (its log says so), if any yet
+#                              the registry now (its metrics show the in-flight series
+#                              ipcs_inflight_written_bytes{digest,source="registry"}), if any
 
 TB_RATE="${TB_RATE:-100mbit}"
 TB_STALL="${TB_STALL:-5}"
@@ -156,9 +157,10 @@ tb_pull() {
 }
 
 tb_inflight_leader() {
-  local d=$2 n
+  local series="ipcs_inflight_written_bytes{digest=\"$2\",source=\"registry\"}" n
   for n in $1; do
-    grep -q "in-flight: started digest=$d sources=\[Registry" "$work/$n/ipcs.log" 2>/dev/null && { echo "$n"; return 0; }
+    scrape_metrics "${P2P_METRICS[$n]}" 2>/dev/null | awk -v s="$series" '$1 == s { f = 1 } END { exit !f }' \
+      && { echo "$n"; return 0; }
   done
   return 1
 }

@@ -24,7 +24,6 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 # shellcheck source=integration/lib.sh
 . "$root/integration/lib.sh"
-IMAGES="${IPCS_IMAGES:-$HOME/.cache/ipcs-images}"
 N="${SWARM_N:-4}"
 KNOWN_SMALL='ipcs test image: small v1'
 
@@ -141,7 +140,7 @@ check_leader_killed() {
     fi
     sleep 0.05
   done
-  [ -n "$leader" ] || { say "no node logged leading ${BIG_LAYER:7:12}"; wait "${pids[@]}"; return 1; }
+  [ -n "$leader" ] || { say "no node's metrics showed it fetching ${BIG_LAYER:7:12} from the registry"; wait "${pids[@]}"; return 1; }
   say "leader of ${BIG_LAYER:7:12} is node $leader; killing its ipcs at $size of $BIG_LAYER_BYTES bytes"
   kill -9 "${P2P_PID[$leader]}"
   wait "${pids[@]}" || true

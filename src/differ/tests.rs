@@ -1,7 +1,7 @@
 //! The applier on crafted layers in temporary directories (as root, like ipcs runs):
 //! every entry type and attribute, whiteouts in both modes, the overlay parent copies,
 //! sparse files, the diffID, and hostile layers that must stay contained.
-use super::testtar::{pax_record, Entry, Tar};
+use super::testtar::{Entry, Tar};
 use super::*;
 use crate::digest::{Algorithm, Digester};
 use std::io::Write;
@@ -772,34 +772,16 @@ fn decompression_bomb_streams_in_bounded_memory() {
 #[test]
 fn pax_records_that_go_rejects_are_rejected() {
     for bad in [&b"5 a=b\n"[..], b"100 path=x\n", b"9 path=\x00\n", b"x"] {
-        let mut t = Tar::new();
-        t.entry(
-            Entry {
-                typeflag: b'x',
-                name: b"pax",
-                size: bad.len() as i64,
-                ..Default::default()
-            },
-            bad,
-        );
-        t.file("f", 0o644, b"");
+        let layer = Tar::new().pax_raw(b'x', bad).file("f", 0o644, b"").finish();
         let dir = tempfile::tempdir().unwrap();
-        assert!(apply_plain(&t.finish(), dir.path()).is_err(), "{bad:?}");
+        assert!(apply_plain(&layer, dir.path()).is_err(), "{bad:?}");
     }
-    let good = pax_record("uid", b"4242");
-    let mut t = Tar::new();
-    t.entry(
-        Entry {
-            typeflag: b'x',
-            name: b"pax",
-            size: good.len() as i64,
-            ..Default::default()
-        },
-        &good,
-    );
-    t.file("f", 0o644, b"");
+    let layer = Tar::new()
+        .pax(&[("uid", b"4242")])
+        .file("f", 0o644, b"")
+        .finish();
     let dir = tempfile::tempdir().unwrap();
-    apply_plain(&t.finish(), dir.path()).unwrap();
+    apply_plain(&layer, dir.path()).unwrap();
     assert_eq!(std::fs::metadata(dir.path().join("f")).unwrap().uid(), 4242);
 }
 

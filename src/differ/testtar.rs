@@ -178,14 +178,25 @@ impl Tar {
 
     pub fn pax(&mut self, records: &[(&str, &[u8])]) -> &mut Tar {
         let data: Vec<u8> = records.iter().flat_map(|(k, v)| pax_record(k, v)).collect();
+        self.pax_raw(b'x', &data)
+    }
+
+    /// A PAX header (`typeflag` `x`, or `g` for a global one) whose body is `data` as
+    /// given, well-formed records or not.
+    pub fn pax_raw(&mut self, typeflag: u8, data: &[u8]) -> &mut Tar {
+        let name: &[u8] = if typeflag == b'g' {
+            b"pax_global_header"
+        } else {
+            b"PaxHeaders/x"
+        };
         self.entry(
             Entry {
-                typeflag: b'x',
-                name: b"PaxHeaders/x",
+                typeflag,
+                name,
                 size: data.len() as i64,
                 ..Default::default()
             },
-            &data,
+            data,
         )
     }
 

@@ -58,6 +58,25 @@ pub enum Fallback {
     MirrorNotFound,
 }
 
+/// Where the digest → CID hint behind a blob adopted from peers came from.
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
+pub enum Hint {
+    /// The IPFS Cluster pinset.
+    Cluster,
+    /// An `ipfs://` URL on a descriptor of a committed manifest or index (or an
+    /// `ipfs://<CID>` image's root).
+    ManifestUrl,
+}
+
+impl Hint {
+    pub fn label(self) -> &'static str {
+        match self {
+            Hint::Cluster => "cluster",
+            Hint::ManifestUrl => "manifest_url",
+        }
+    }
+}
+
 impl Source {
     pub fn label(self) -> &'static str {
         match self {
@@ -113,6 +132,17 @@ struct OutcomeLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct HintLabel {
+    hint: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct InflightLabels {
+    digest: String,
+    source: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -137,6 +167,8 @@ struct Inner {
     served: Family<SourceLabel, Counter>,
     ingested: Counter,
     adoptions: Family<OutcomeLabel, Counter>,
+    adopted_by_hint: Family<HintLabel, Counter>,
+    inflight: Family<InflightLabels, Gauge>,
     fallbacks: Family<ReasonLabel, Counter>,
     cache_hits: Counter,
     cache_misses: Counter,
@@ -199,6 +231,21 @@ impl Metrics {
             "Attempts to adopt a blob from peers, by outcome",
             adoptions.clone(),
         );
+        let adopted_by_hint = Family::<HintLabel, Counter>::default();
+        r.register(
+            "ipcs_peer_adopted_by_hint",
+            "Blobs adopted from peers, by where the digest -> CID hint came from: the cluster \
+             pinset or an ipfs:// URL on a manifest's descriptor",
+            adopted_by_hint.clone(),
+        );
+        let inflight = Family::<InflightLabels, Gauge>::default();
+        r.register(
+            "ipcs_inflight_written_bytes",
+            "Bytes of a blob being fetched into the mirror's in-flight file so far, by digest and \
+             the source filling it now (registry: this node leads it; peer: it follows another \
+             node's mirror); present only while that source fills it",
+            inflight.clone(),
+        );
         let fallbacks = Family::<ReasonLabel, Counter>::default();
         r.register(
             "ipcs_registry_fallbacks",
@@ -252,6 +299,8 @@ impl Metrics {
                 served,
                 ingested,
                 adoptions,
+                adopted_by_hint,
+                inflight,
                 fallbacks,
                 cache_hits,
                 cache_misses,
@@ -301,6 +350,30 @@ impl Metrics {
                 outcome: outcome.label(),
             })
             .inc();
+    }
+
+    /// One blob adopted from peers through a hint from `hint`.
+    pub fn adopted_by_hint(&self, hint: Hint) {
+        self.inner
+            .adopted_by_hint
+            .get_or_create(&HintLabel { hint: hint.label() })
+            .inc();
+    }
+
+    /// Exports the progress of the in-flight blob `digest` while `registry` (or, if
+    /// false, a peer's mirror) fills it, until the handle is dropped.
+    pub fn inflight(&self, digest: &str, registry: bool) -> InflightProgress {
+        let labels = InflightLabels {
+            digest: digest.to_string(),
+            source: if registry { "registry" } else { "peer" },
+        };
+        let family = self.inner.inflight.clone();
+        let gauge = family.get_or_create_owned(&labels);
+        InflightProgress {
+            family,
+            labels,
+            gauge,
+        }
     }
 
     pub fn fallback(&self, reason: Fallback) {
@@ -359,6 +432,26 @@ impl Metrics {
         // Writing into a String cannot fail; a collector that fails leaves its part out.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
         out
+    }
+}
+
+/// One in-flight blob's series (`Metrics::inflight`); removed from the export on drop,
+/// so the series lives exactly as long as one source fills the file.
+pub struct InflightProgress {
+    family: Family<InflightLabels, Gauge>,
+    labels: InflightLabels,
+    gauge: Gauge,
+}
+
+impl InflightProgress {
+    pub fn set(&self, written: u64) {
+        self.gauge.set(i64::try_from(written).unwrap_or(i64::MAX));
+    }
+}
+
+impl Drop for InflightProgress {
+    fn drop(&mut self) {
+        self.family.remove(&self.labels);
     }
 }
 

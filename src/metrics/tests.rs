@@ -22,6 +22,9 @@ fn counts_appear_under_their_names_and_labels() {
     m.ingested(77);
     m.adoption(Adoption::RefusedSize);
     m.adoption(Adoption::Ok);
+    m.adopted_by_hint(Hint::ManifestUrl);
+    m.adopted_by_hint(Hint::ManifestUrl);
+    m.adopted_by_hint(Hint::Cluster);
     m.fallback(Fallback::NotInCluster);
     m.cache_lookup(true);
     m.cache_lookup(false);
@@ -68,6 +71,17 @@ fn counts_appear_under_their_names_and_labels() {
     assert_eq!(
         value(
             &t,
+            r#"ipcs_peer_adopted_by_hint_total{hint="manifest_url"}"#
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&t, r#"ipcs_peer_adopted_by_hint_total{hint="cluster"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &t,
             r#"ipcs_registry_fallbacks_total{reason="not_in_cluster"}"#
         ),
         Some(1.0)
@@ -89,6 +103,26 @@ fn counts_appear_under_their_names_and_labels() {
         "{t}"
     );
     assert!(t.trim_end().ends_with("# EOF"), "{t}");
+}
+
+#[test]
+fn an_inflight_series_lives_while_its_source_fills_it() {
+    let m = Metrics::new();
+    let reg = r#"ipcs_inflight_written_bytes{digest="sha256:ab",source="registry"}"#;
+    let peer = r#"ipcs_inflight_written_bytes{digest="sha256:ab",source="peer"}"#;
+    let from_peer = m.inflight("sha256:ab", false);
+    from_peer.set(10);
+    let t = m.encode();
+    assert_eq!(value(&t, peer), Some(10.0), "{t}");
+    assert_eq!(value(&t, reg), None, "{t}");
+    drop(from_peer);
+    let from_registry = m.inflight("sha256:ab", true);
+    from_registry.set(4096);
+    let t = m.encode();
+    assert_eq!(value(&t, reg), Some(4096.0), "{t}");
+    assert_eq!(value(&t, peer), None, "{t}");
+    drop(from_registry);
+    assert!(!m.encode().contains("sha256:ab"));
 }
 
 #[test]

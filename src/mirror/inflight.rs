@@ -7,6 +7,7 @@
 //! want it. The bytes are hashed as they arrive; the last byte is released only once
 //! the whole blob matched its digest, so no reader ever completes a wrong blob.
 use crate::digest::{Digest, Digester};
+use crate::metrics::Metrics;
 use crate::mirror::auth;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -67,6 +68,7 @@ pub struct Inflight {
     secret: Vec<u8>,
     plain_http: Vec<String>,
     pub tuning: Tuning,
+    metrics: Metrics,
     entries: tokio::sync::Mutex<HashMap<Digest, Arc<Entry>>>,
     serial: AtomicU64,
 }
@@ -78,6 +80,7 @@ impl Inflight {
         secret: &auth::Secret,
         plain_http: Vec<String>,
         tuning: Tuning,
+        metrics: Metrics,
     ) -> std::io::Result<Inflight> {
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir)?;
@@ -91,6 +94,7 @@ impl Inflight {
             secret: secret.value().to_vec(),
             plain_http,
             tuning,
+            metrics,
             entries: Default::default(),
             serial: AtomicU64::new(0),
         })
@@ -259,6 +263,12 @@ impl Inflight {
             Source::Registry => stall,
         };
         let mut written = e.state.borrow().written;
+        // Exported while this source fills the file: which node leads a blob (its source
+        // is the registry) is read from the nodes' metrics, not their logs.
+        let progress = self
+            .metrics
+            .inflight(&e.digest.to_string(), *src == Source::Registry);
+        progress.set(written);
         let mut req = self.http.get(self.url(src, ns, name, &e.digest)?);
         if let Source::Peer(_) = src {
             req = req
@@ -339,6 +349,7 @@ impl Inflight {
             hasher.update(&chunk);
             written += chunk.len() as u64;
             e.state.send_modify(|s| s.written = written);
+            progress.set(written);
         }
         Ok(())
     }

@@ -10,6 +10,8 @@ enum Mode {
     CutAt(usize),
     /// Sends the headers, then nothing.
     Stall,
+    /// Sends this many body bytes, then nothing.
+    StallAt(usize),
     /// Serves other bytes of the same length.
     Wrong,
 }
@@ -71,6 +73,11 @@ async fn source(blob: Arc<Vec<u8>>, mode: Mode) -> (String, Seen) {
                         let _ = c.flush().await;
                     }
                     Mode::Stall => tokio::time::sleep(Duration::from_secs(3600)).await,
+                    Mode::StallAt(n) => {
+                        let _ = c.write_all(&body[..n.min(body.len())]).await;
+                        let _ = c.flush().await;
+                        tokio::time::sleep(Duration::from_secs(3600)).await
+                    }
                 }
             });
         }
@@ -86,13 +93,17 @@ fn blob() -> (Arc<Vec<u8>>, Digest) {
 }
 
 fn inflight(dir: &std::path::Path, stall: Duration) -> Arc<Inflight> {
+    inflight_counted(dir, stall, Metrics::new())
+}
+
+fn inflight_counted(dir: &std::path::Path, stall: Duration, m: Metrics) -> Arc<Inflight> {
     let secret = auth::load_or_create(dir).unwrap();
     let tuning = Tuning {
         stall,
         min_rate: 1 << 20,
         keep: Duration::ZERO,
     };
-    Arc::new(Inflight::new(dir.join("inflight"), &secret, vec![], tuning).unwrap())
+    Arc::new(Inflight::new(dir.join("inflight"), &secret, vec![], tuning, m).unwrap())
 }
 
 async fn read_all(e: Arc<Entry>) -> (Vec<u8>, Option<std::io::Error>) {
@@ -146,6 +157,38 @@ async fn a_stalled_source_is_abandoned_after_the_stall_time() {
         "{took:?}"
     );
     assert_eq!(*registry_seen.lock().unwrap(), vec![(0, false)]);
+}
+
+/// While the registry fills an entry (this node leads it) its metrics show the digest,
+/// the source and the bytes so far; the series is gone once that source is done.
+#[tokio::test]
+async fn the_source_filling_an_entry_is_in_the_metrics_while_it_fills() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, d) = blob();
+    let (registry, _) = source(data.clone(), Mode::StallAt(50_000)).await;
+    let m = Metrics::new();
+    let inf = inflight_counted(dir.path(), Duration::from_millis(700), m.clone());
+    let series = format!(r#"ipcs_inflight_written_bytes{{digest="{d}",source="registry"}} "#);
+    let e = inf
+        .get_or_start(&d, &registry, "x", vec![Source::Registry])
+        .await
+        .unwrap();
+    let mut seen = None;
+    for _ in 0..200 {
+        let t = m.encode();
+        seen = t
+            .lines()
+            .find_map(|l| l.strip_prefix(&series)?.parse::<u64>().ok());
+        if seen == Some(50_000) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(seen, Some(50_000), "{}", m.encode());
+    // Each renewed request brings 50 000 more bytes, so the registry is asked until done.
+    let (got, err) = read_all(e).await;
+    assert!(err.is_none() && got == *data, "{err:?}");
+    assert!(!m.encode().contains(&d.to_string()), "{}", m.encode());
 }
 
 /// Bytes that do not hash to the digest: the reader gets an error and never the last

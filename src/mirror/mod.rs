@@ -58,6 +58,7 @@ pub async fn serve(
                 &secret,
                 config.registry_plain_http.clone(),
                 tuning,
+                store.metrics().clone(),
             )?;
             let me = swarm::Swarm::new(&format!("http://{addr}"), file.clone());
             tracing::info!(me = %me.me(), peers_file = %file.display(), "in-flight sharing on");

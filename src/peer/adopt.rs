@@ -11,8 +11,9 @@
 //! then finds its blob ready or joins the fetch already under way.
 use crate::cid::Cid;
 use crate::digest::Digest;
-use crate::metrics::{Adoption, Fallback};
+use crate::metrics::{Adoption, Fallback, Hint};
 use crate::peer::manifest::image_blobs;
+use crate::peer::resolve::Origin;
 use crate::peer::Peers;
 use crate::store::{ContentStore, Info, StoreError, MAX_MANIFEST_BYTES};
 use std::sync::Arc;
@@ -63,6 +64,10 @@ impl Peers {
             match adopted {
                 Ok(Ok(info)) => {
                     metrics.adoption(Adoption::Ok);
+                    metrics.adopted_by_hint(match cand.origin {
+                        Origin::Cluster => Hint::Cluster,
+                        Origin::ManifestUrl => Hint::ManifestUrl,
+                    });
                     tracing::info!(digest = %key, cid = %cid, size = cand.size, origin = ?cand.origin, "obtained from peers, verified");
                     return Ok(info);
                 }

@@ -97,18 +97,13 @@ fn ustar_prefix_and_gnu_times() {
 #[test]
 fn global_headers_are_returned_with_their_path() {
     let rec = crate::differ::testtar::pax_record("path", b"global-name");
-    let mut t = Tar::new();
-    t.entry(
-        Entry {
-            typeflag: b'g',
-            name: b"pax_global_header",
-            size: rec.len() as i64,
-            ..Default::default()
-        },
-        &rec,
-    );
-    t.file("f", 0o644, b"");
-    let h = headers(&t.finish()).unwrap();
+    let h = headers(
+        &Tar::new()
+            .pax_raw(b'g', &rec)
+            .file("f", 0o644, b"")
+            .finish(),
+    )
+    .unwrap();
     assert_eq!(h[0].typeflag, TYPE_XGLOBAL);
     assert_eq!(h[0].name, b"global-name");
     assert_eq!(h[1].name, b"f");
