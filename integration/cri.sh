@@ -210,8 +210,9 @@ check_b_from_peers() {
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
   if curl -fsS -m 2 "http://$reg/v2/" >/dev/null 2>&1; then say "registry still answers"; return 1; fi
   logged pull-b crictl b "$PULL_TIMEOUT" pull "$SMALL" || return 1
-  grep -q 'tag answered from the cluster' "$work/b/ipcs.log" \
-    || { say "B's mirror did not answer the tag (hosts.toml not consulted?)"; ok=1; }
+  local tags; tags=$(p2p_metric b ipcs_mirror_tags_from_cluster_total) || { say "B's metrics do not answer"; return 1; }
+  say "tags B's mirror answered from the cluster: $tags"
+  [ "$tags" -ge 1 ] || { say "B's mirror did not answer the tag (hosts.toml not consulted?)"; ok=1; }
   p2p_blobs b >"$logs/blobs-b.txt" || return 1
   for d in "${A_DIGESTS[@]}"; do
     ca=$(awk -v d="$d" '$1 == d { print $2 }' "$logs/blobs-a.txt")

@@ -158,12 +158,19 @@ check_leader_killed() {
   # retransmissions the shaped link causes). Without sharing, each of the N-1 survivors
   # would pull the whole image.
   awk -v b="$veth" -v s="$IMAGE_BYTES" -v n="$N" 'BEGIN { exit !(b < (n - 1) * s) }' || { say "as much egress as without sharing ($veth bytes)"; return 1; }
-  # Exactly one survivor went to the registry for the layer, and it resumed (from > 0).
-  takers=$(for n in $nodes; do [ "$n" = "$leader" ] && continue
-             grep "in-flight: source [a-z]* digest=$BIG_LAYER source=Registry" "$work/$n/ipcs.log" 2>/dev/null | sed "s/^/$n /"; done)
-  say "took over (node, first byte asked): $(echo "$takers" | sed -n 's/^\([0-9]*\) .*source=Registry from=\([0-9]*\).*/\1 \2/p' | head -1)"
-  [ "$(echo "$takers" | awk 'NF { print $1 }' | sort -u | wc -l)" = 1 ] || { say "expected exactly one node to take over"; return 1; }
-  echo "$takers" | grep -q ' from=0 ' && { say "the takeover started again from byte 0"; return 1; }
+  # Exactly one survivor took the layer over from the registry, and it resumed (from > 0):
+  # each node's ipcs_inflight_takeovers / _takeover_from_bytes for that digest.
+  local takers="" t from
+  for n in $nodes; do
+    [ "$n" = "$leader" ] && continue
+    t=$(p2p_metric "$n" "ipcs_inflight_takeovers_total{digest=\"$BIG_LAYER\"}") || { say "node $n: metrics do not answer"; return 1; }
+    [ "$t" -ge 1 ] || continue
+    from=$(p2p_metric "$n" "ipcs_inflight_takeover_from_bytes{digest=\"$BIG_LAYER\"}") || return 1
+    takers+="$n:$from "
+  done
+  say "took over (node:first byte asked): ${takers:-none}"
+  [ "$(wc -w <<<"$takers")" = 1 ] || { say "expected exactly one node to take over"; return 1; }
+  [ "${takers#*:}" != "0 " ] || { say "the takeover started again from byte 0"; return 1; }
   return 0
 }
 check "d. herd with the leader of the large layer killed at 40%: others succeed, exactly one takes over" check_leader_killed
@@ -198,11 +205,12 @@ leader_of() {  # leader_of DIGEST NODE...: the node the swarm ranks first (mirro
 }
 
 check_fallback() {
-  local t limit d stalled=0 abandoned
+  local t limit d stalled=0 abandoned before
   logged nodes-3c tb_node_up 3 1 2 || return 1
   for d in $(jq -r '.config.digest, .layers[].digest' "$mjson"); do
     [ "$(leader_of "$d" 1 2 3)" = 3 ] || stalled=$((stalled + 1))
   done
+  before=$(p2p_metric 3 'ipcs_inflight_abandoned_total{source="peer"}') || { say "node 3: metrics do not answer"; return 1; }
   kill -STOP "${P2P_PID[1]}" "${P2P_PID[2]}"
   t=$(tb_pull 3 "$SMALL") || { kill -CONT "${P2P_PID[1]}" "${P2P_PID[2]}"; say "node 3: pull failed"; return 1; }
   kill -CONT "${P2P_PID[1]}" "${P2P_PID[2]}"
@@ -210,7 +218,8 @@ check_fallback() {
   # fetches the config first, then the layers (up to 3 at once): two such waits, and
   # 15 s for the pull itself.
   limit=$(( (TB_STALL * 4 + 15) * 1000 ))
-  abandoned=$(grep -c "in-flight: source abandoned; next digest=.* source=Peer" "$work/3/ipcs.log" || true)
+  abandoned=$(p2p_metric 3 'ipcs_inflight_abandoned_total{source="peer"}') || return 1
+  abandoned=$((abandoned - before))
   say "node 3 pulled in $t ms with nodes 1 and 2 stopped (limit $limit ms); $stalled blobs led by a stopped node, $abandoned sources abandoned"
   [ "$t" -le "$limit" ] || return 1
   [ "$stalled" = 0 ] || [ "$abandoned" -ge "$stalled" ] || { say "node 3 did not abandon the stopped leaders"; return 1; }

@@ -7,6 +7,7 @@
 //! `http` serves the text, `/healthz` and `/readyz` (off unless `metrics_listen` is set);
 //! counting happens either way, it costs a few atomic adds.
 pub mod http;
+mod mirror;
 mod sampled;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -176,6 +177,7 @@ struct Inner {
     kubo_errors: Family<CallLabel, Counter>,
     pinset_blobs: Gauge,
     layers_applied: Counter,
+    mirror: mirror::MirrorFamilies,
 }
 
 /// A handle on every metric of one process; cheap to clone.
@@ -288,6 +290,7 @@ impl Metrics {
             "Layers applied by ipcs's differ (Diff Apply that succeeded)",
             layers_applied.clone(),
         );
+        let mirror = mirror::MirrorFamilies::register(&mut r);
         let sampled = Arc::new(sampled::Sampled::default());
         r.register_collector(Box::new(sampled.clone()));
         Metrics {
@@ -308,6 +311,7 @@ impl Metrics {
                 kubo_errors,
                 pinset_blobs,
                 layers_applied,
+                mirror,
             }),
         }
     }
@@ -412,6 +416,22 @@ impl Metrics {
 
     pub fn layer_applied(&self) {
         self.inner.layers_applied.inc();
+    }
+
+    /// The mirror answered a tag from the cluster's record (the registry did not answer).
+    pub fn mirror_tag_from_cluster(&self) {
+        self.inner.mirror.tag_from_cluster();
+    }
+
+    /// An in-flight source was given up: the registry (`registry`) or a peer's mirror.
+    pub fn inflight_abandoned(&self, registry: bool) {
+        self.inner.mirror.abandoned(registry);
+    }
+
+    /// This node took over `digest` from the registry at byte `from`, after the node it
+    /// followed went away.
+    pub fn inflight_takeover(&self, digest: &str, from: u64) {
+        self.inner.mirror.takeover(digest, from);
     }
 
     /// Adds a value read at each scrape (`None`: not exported this time). A second

@@ -236,3 +236,39 @@ async fn refuses_to_replace_a_file_that_is_not_a_socket() {
     );
     assert_eq!(std::fs::read(&file).unwrap(), b"precious");
 }
+
+#[test]
+fn the_mirrors_hand_overs_are_counted_per_kind_and_blob() {
+    let m = Metrics::new();
+    m.mirror_tag_from_cluster();
+    m.inflight_abandoned(false);
+    m.inflight_abandoned(false);
+    m.inflight_abandoned(true);
+    m.inflight_takeover("sha256:ab", 1000);
+    m.inflight_takeover("sha256:ab", 2500);
+    let t = m.encode();
+    assert_eq!(
+        value(&t, "ipcs_mirror_tags_from_cluster_total"),
+        Some(1.0),
+        "{t}"
+    );
+    assert_eq!(
+        value(&t, r#"ipcs_inflight_abandoned_total{source="peer"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(&t, r#"ipcs_inflight_abandoned_total{source="registry"}"#),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&t, r#"ipcs_inflight_takeovers_total{digest="sha256:ab"}"#),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &t,
+            r#"ipcs_inflight_takeover_from_bytes{digest="sha256:ab"}"#
+        ),
+        Some(2500.0)
+    );
+}

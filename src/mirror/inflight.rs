@@ -195,11 +195,17 @@ impl Inflight {
         // better replaced by a new one than handed to a node that would ask the same
         // registry.
         let mut failures_in_a_row = 0;
+        // Set once a followed peer was given up: the registry source that comes next is
+        // a takeover.
+        let mut after_peer = false;
         let mut sources = sources.iter().peekable();
         while let Some(src) = sources.peek() {
             let src = *src;
             let t0 = Instant::now();
             let from = e.state.borrow().written;
+            if *src == Source::Registry && std::mem::take(&mut after_peer) {
+                self.metrics.inflight_takeover(&e.digest.to_string(), from);
+            }
             match self.copy_from(src, e, ns, name, &mut hasher).await {
                 Ok(()) => {
                     let st = e.state.borrow().clone();
@@ -209,6 +215,7 @@ impl Inflight {
                 Err(w) => {
                     let at = e.state.borrow().written;
                     why.push(format!("{src:?}: {w}"));
+                    self.metrics.inflight_abandoned(*src == Source::Registry);
                     failures_in_a_row = if at > from { 1 } else { failures_in_a_row + 1 };
                     if *src == Source::Registry && failures_in_a_row < REGISTRY_TRIES {
                         tracing::warn!(digest = %e.digest, source = ?src, from, at, why = %w, "in-flight: source abandoned; asking it again");
@@ -219,6 +226,7 @@ impl Inflight {
                         break;
                     }
                     failures_in_a_row = 0;
+                    after_peer = true;
                     sources.next();
                 }
             }

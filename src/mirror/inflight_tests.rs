@@ -126,7 +126,8 @@ async fn a_cut_source_is_resumed_at_the_next_from_the_first_missing_byte() {
     let (data, d) = blob();
     let (leader, leader_seen) = source(data.clone(), Mode::CutAt(100_000)).await;
     let (registry, registry_seen) = source(data.clone(), Mode::Full).await;
-    let inf = inflight(dir.path(), Duration::from_secs(5));
+    let m = Metrics::new();
+    let inf = inflight_counted(dir.path(), Duration::from_secs(5), m.clone());
     let sources = vec![Source::Peer(format!("http://{leader}")), Source::Registry];
     let e = inf.get_or_start(&d, &registry, "x", sources).await.unwrap();
     let (got, err) = read_all(e.clone()).await;
@@ -135,6 +136,30 @@ async fn a_cut_source_is_resumed_at_the_next_from_the_first_missing_byte() {
     assert_eq!(*leader_seen.lock().unwrap(), vec![(0, true)]);
     assert_eq!(*registry_seen.lock().unwrap(), vec![(100_000, false)]);
     assert_eq!(e.state().end, End::Verified);
+    // The hand-over, as the swarm tests read it: one peer given up, one takeover of this
+    // blob, resumed at the first missing byte.
+    let t = m.encode();
+    let has = |line: &str| t.lines().any(|l| l == line);
+    assert!(
+        has(r#"ipcs_inflight_abandoned_total{source="peer"} 1"#),
+        "{t}"
+    );
+    assert!(
+        !t.contains(r#"ipcs_inflight_abandoned_total{source="registry"}"#),
+        "{t}"
+    );
+    assert!(
+        has(&format!(
+            r#"ipcs_inflight_takeovers_total{{digest="{d}"}} 1"#
+        )),
+        "{t}"
+    );
+    assert!(
+        has(&format!(
+            r#"ipcs_inflight_takeover_from_bytes{{digest="{d}"}} 100000"#
+        )),
+        "{t}"
+    );
 }
 
 /// A source that answers and then sends nothing is abandoned after the stall time.

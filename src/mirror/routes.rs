@@ -316,6 +316,7 @@ async fn manifest_by_tag(
         }
         Err(why) => match m.peers.resolver().tag(&reference) {
             Some(rec) => {
+                m.store.metrics().mirror_tag_from_cluster();
                 tracing::info!(%reference, digest = %rec.digest, registry = %why, "registry unreachable; tag answered from the cluster");
                 match rec.digest.parse::<Digest>() {
                     Ok(d) => manifest_by_digest(m, head, &d, Some(&rec.media_type)).await,
