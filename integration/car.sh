@@ -221,7 +221,7 @@ print(json.dumps(d))')
   evil_root=$(echo "$doc" | ipfs a dag put --input-codec dag-json --store-codec dag-cbor) || return 1
   ipfs a dag export "$evil_root" >"$work/evil.car" 2>/dev/null || return 1
   import_refused wrong-digest "$work/evil.car" 'does not match its digest' || return 1
-  grep -q "undoing it" "$work/b/ipcs.log" || { say "ipcs did not log the undo"; return 1; }
+  # What was undone, for the reader (import_refused has checked that nothing remains).
   say "$(grep 'undoing it' "$work/b/ipcs.log" | tail -n 1 | sed 's/.*WARN //')"
 }
 

@@ -85,8 +85,6 @@ async fn ipfs_urls_in_manifests_let_a_node_adopt_verified_blobs() {
             .code(),
         Code::NotFound
     );
-    let log = b.log_text();
-    assert!(log.contains("does not match its digest"), "{log}");
     assert!(!b.cids().await.contains_key(&wrong_digest));
 
     let e = cb
@@ -96,12 +94,6 @@ async fn ipfs_urls_in_manifests_let_a_node_adopt_verified_blobs() {
         .await
         .unwrap_err();
     assert_eq!(e.code(), Code::NotFound);
-    let log = b.log_text();
-    let expect = format!(
-        "holds {} bytes, but {wrong_size} is 5000 bytes",
-        other.len()
-    );
-    assert!(log.contains(&expect), "{log}");
     assert!(!b.cids().await.contains_key(&wrong_size));
 
     // One adoption each way, whether the Info or the manifest's prefetch tried it first; no
@@ -188,9 +180,4 @@ async fn a_manifest_from_peers_brings_its_layers_without_being_asked() {
     assert_eq!(held.get(&d1), Some(&cids[&d1]), "layer 1 not prefetched");
     assert_eq!(held.get(&d2), Some(&cids[&d2]), "layer 2 not prefetched");
     assert_eq!(read_range(&mut cb, &d1, 0, 0).await.unwrap(), l1);
-    let log = b.log_text();
-    assert!(
-        log.contains("prefetching the manifest's blobs from peers"),
-        "{log}"
-    );
 }
