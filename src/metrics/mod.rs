@@ -10,6 +10,8 @@ pub mod http;
 mod mirror;
 mod sampled;
 
+pub use mirror::InflightProgress;
+
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -138,12 +140,6 @@ struct HintLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct InflightLabels {
-    digest: String,
-    source: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ReasonLabel {
     reason: &'static str,
 }
@@ -169,7 +165,6 @@ struct Inner {
     ingested: Counter,
     adoptions: Family<OutcomeLabel, Counter>,
     adopted_by_hint: Family<HintLabel, Counter>,
-    inflight: Family<InflightLabels, Gauge>,
     fallbacks: Family<ReasonLabel, Counter>,
     cache_hits: Counter,
     cache_misses: Counter,
@@ -240,14 +235,6 @@ impl Metrics {
              pinset or an ipfs:// URL on a manifest's descriptor",
             adopted_by_hint.clone(),
         );
-        let inflight = Family::<InflightLabels, Gauge>::default();
-        r.register(
-            "ipcs_inflight_written_bytes",
-            "Bytes of a blob being fetched into the mirror's in-flight file so far, by digest and \
-             the source filling it now (registry: this node leads it; peer: it follows another \
-             node's mirror); present only while that source fills it",
-            inflight.clone(),
-        );
         let fallbacks = Family::<ReasonLabel, Counter>::default();
         r.register(
             "ipcs_registry_fallbacks",
@@ -303,7 +290,6 @@ impl Metrics {
                 ingested,
                 adoptions,
                 adopted_by_hint,
-                inflight,
                 fallbacks,
                 cache_hits,
                 cache_misses,
@@ -367,17 +353,7 @@ impl Metrics {
     /// Exports the progress of the in-flight blob `digest` while `registry` (or, if
     /// false, a peer's mirror) fills it, until the handle is dropped.
     pub fn inflight(&self, digest: &str, registry: bool) -> InflightProgress {
-        let labels = InflightLabels {
-            digest: digest.to_string(),
-            source: if registry { "registry" } else { "peer" },
-        };
-        let family = self.inner.inflight.clone();
-        let gauge = family.get_or_create_owned(&labels);
-        InflightProgress {
-            family,
-            labels,
-            gauge,
-        }
+        self.inner.mirror.progress(digest, registry)
     }
 
     pub fn fallback(&self, reason: Fallback) {
@@ -452,26 +428,6 @@ impl Metrics {
         // Writing into a String cannot fail; a collector that fails leaves its part out.
         let _ = prometheus_client::encoding::text::encode(&mut out, &self.inner.registry);
         out
-    }
-}
-
-/// One in-flight blob's series (`Metrics::inflight`); removed from the export on drop,
-/// so the series lives exactly as long as one source fills the file.
-pub struct InflightProgress {
-    family: Family<InflightLabels, Gauge>,
-    labels: InflightLabels,
-    gauge: Gauge,
-}
-
-impl InflightProgress {
-    pub fn set(&self, written: u64) {
-        self.gauge.set(i64::try_from(written).unwrap_or(i64::MAX));
-    }
-}
-
-impl Drop for InflightProgress {
-    fn drop(&mut self) {
-        self.family.remove(&self.labels);
     }
 }
 
