@@ -90,9 +90,7 @@ expect_refused_socket() {
 }
 
 # ---------------------------------------------------------------------------------- setup
-for b in "$IPCS" "$IPFS" "$CLUSTER_CTL"; do
-  [ -x "$b" ] || { echo "missing $b (make setup)" >&2; exit 1; }
-done
+require_bins "$IPCS" "$IPFS" "$CLUSTER_CTL"
 id "$USER_" >/dev/null
 last_log="$logs/setup.log"
 "$root/integration/images/registry.sh" start "$reg_dir" --port "$(free_port)" >/dev/null 2>>"$last_log" 8>&- 9>&-

@@ -90,12 +90,9 @@ tb_push() {
 }
 
 tb_down() {
-  local pidf="$work/registry/registry.pid" pid
+  local pidf="$work/registry/registry.pid"
   if [ -f "$pidf" ]; then
-    pid=$(cat "$pidf")
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || true
+    stop_pid "$(cat "$pidf")" TERM 5
     rm -f "$pidf"
   fi
   ip link del "$TB_VH" 2>/dev/null || true

@@ -41,27 +41,15 @@ TB_RATE="${SWARM_RATE:-2mbit}" TB_STALL=5
 p2p_network_init
 
 diagnostics() {
-  if [ -n "$last_log" ] && [ -s "$last_log" ]; then
-    say "--- $(basename "$last_log") (last 15 lines)"; tail -n 15 "$last_log" | indent
-  fi
-  local n
-  for n in "${P2P_NODES[@]}"; do
-    [ -f "$work/$n/ipcs.log" ] || continue
-    say "--- ipcs $n log (last 8 lines)"; tail -n 8 "$work/$n/ipcs.log" | cut -c1-300 | indent
-  done
+  local n dirs=()
+  for n in "${P2P_NODES[@]}"; do dirs+=("$work/$n"); done
+  show_logs "${dirs[@]}"
   [ -f "$P2P_LOG" ] && { say "--- setup log (last 10 lines)"; tail -n 10 "$P2P_LOG" | indent; }
   return 0
 }
 
-cleanup() {
-  local rc=$?
-  set +e
-  exec 1>&8 2>&9
-  p2p_stop_all
-  tb_down
-  finish_run swarm "$rc"
-}
-trap cleanup EXIT
+stop_all() { p2p_stop_all; tb_down; }
+on_exit swarm stop_all
 
 logged setup tb_up
 logged push tb_push small
