@@ -58,6 +58,10 @@ pub struct Config {
     pub max_ref_bytes: usize,
     /// Upper bound of the local blob cache that serves Reads without Kubo round trips.
     pub cache_max_bytes: u64,
+    /// Keep each committed blob once: Kubo's filestore references the blob file ipcs
+    /// keeps (`add --nocopy`) instead of copying it into its blockstore. Startup refuses
+    /// a Kubo that cannot; `false` keeps two copies (blockstore + cache).
+    pub filestore: bool,
     /// IPFS Cluster REST API shared by the nodes; none means this node works alone.
     pub cluster_api: Option<String>,
     /// Replication factor of the blobs this node publishes (-1: every cluster peer).
@@ -120,6 +124,7 @@ impl Default for Config {
             max_label_bytes: 256 << 10,
             max_ref_bytes: MAX_REF_BYTES,
             cache_max_bytes: 8 << 30,
+            filestore: true,
             cluster_api: None,
             cluster_replication: -1,
             cluster_refresh_secs: 5,
@@ -172,6 +177,9 @@ pub struct Overrides {
     /// Upper bound of the local blob cache in bytes.
     #[arg(long, env = "IPCS_CACHE_MAX_BYTES")]
     pub cache_max_bytes: Option<u64>,
+    /// Keep each blob once, referenced by Kubo's filestore (true) or copied (false).
+    #[arg(long, env = "IPCS_FILESTORE")]
+    pub filestore: Option<bool>,
     /// IPFS Cluster REST API: unix:///run/ipfs-cluster/api.sock or an http:// URL.
     #[arg(long, env = "IPCS_CLUSTER_API")]
     pub cluster_api: Option<String>,
@@ -274,6 +282,9 @@ impl Config {
         }
         if let Some(v) = o.cache_max_bytes {
             c.cache_max_bytes = v;
+        }
+        if let Some(v) = o.filestore {
+            c.filestore = v;
         }
         if let Some(v) = &o.cluster_api {
             c.cluster_api = Some(v.clone());

@@ -318,6 +318,24 @@ async fn status(a: ClientArgs) -> Result<(), String> {
     println!("blobs:       {} ({} bytes)", s.blobs, s.blob_bytes);
     println!("ingests:     {}", s.ingests);
     println!("cache:       {} bytes", s.cache_bytes);
+    let kept = match s.kept_once {
+        true => "once: Kubo's filestore references the stored files",
+        false => "twice: copied into Kubo's blockstore, cached here",
+    };
+    println!("blobs kept:  {kept}");
+    println!("disk (bytes on disk per part):");
+    println!("  index:     {}", s.index_bytes);
+    println!("  ingests:   {}", s.ingest_bytes);
+    println!("  cache:     {}", s.cache_bytes);
+    println!(
+        "  stored:    {} in {} files (filestore references)",
+        s.stored_bytes, s.stored_blobs
+    );
+    println!("  kubo repo: {} (ipfs repo stat)", s.kubo_repo_bytes);
+    println!(
+        "  total:     {}",
+        s.index_bytes + s.ingest_bytes + s.cache_bytes + s.stored_bytes + s.kubo_repo_bytes
+    );
     if s.kubo_error.is_empty() {
         println!("kubo:        {} (version {})", s.kubo_api, s.kubo_version);
         Ok(())

@@ -21,6 +21,7 @@ pub struct Node {
 /// The Kubo backend of the store in `config.data_dir` (creating its id on first use).
 pub async fn kubo_backend(config: &Config) -> Result<Arc<dyn BlobBackend>, StoreError> {
     let paths = DataPaths::new(&config.data_dir);
+    let root = paths.root().to_path_buf();
     let pin_name = tokio::task::spawn_blocking(move || {
         paths.create_dirs().and_then(|_| identity::pin_name(&paths))
     })
@@ -28,7 +29,29 @@ pub async fn kubo_backend(config: &Config) -> Result<Arc<dyn BlobBackend>, Store
     .map_err(|e| StoreError::Internal(e.to_string()))?
     .map_err(StoreError::io("reading the store id"))?;
     let kubo = kubo_client(config)?.with_pin_name(pin_name);
-    Ok(Arc::new(KuboBackend::new(kubo, config.import.clone())))
+    let mut backend = KuboBackend::new(kubo, config.import.clone());
+    if config.filestore {
+        // Kubo records the path it is given, so it must be the absolute, real one.
+        let root = tokio::task::spawn_blocking(move || std::fs::canonicalize(&root))
+            .await
+            .map_err(|e| StoreError::Internal(e.to_string()))?
+            .map_err(StoreError::io("resolving the data dir"))?;
+        backend
+            .use_filestore(&root)
+            .await
+            .map_err(|source| StoreError::Ipfs {
+                context: format!(
+                    "filestore = true (each blob kept once) needs a Kubo with \
+                     Experimental.FilestoreEnabled = true whose repo's parent directory \
+                     contains data_dir ({}); enable it (`ipfs config --json \
+                     Experimental.FilestoreEnabled true`, restart Kubo), move data_dir, or \
+                     set filestore = false to keep a second copy in Kubo's blockstore",
+                    root.display()
+                ),
+                source,
+            })?;
+    }
+    Ok(Arc::new(backend))
 }
 
 fn kubo_client(config: &Config) -> Result<KuboClient, StoreError> {

@@ -1,19 +1,36 @@
 //! The production backend: a Kubo node through `ipfs::KuboClient`, importing with this
 //! store's `ImportOptions` given explicitly on every add, so Kubo's own Import settings
 //! never change a CID.
-use crate::backend::{BackendError, BlobBackend, BodyStream, BoxFut, ByteStream, PinEntry, Reach};
+use crate::backend::{
+    BackendError, BlobBackend, BodyStream, BoxFut, BrokenReference, ByReference, ByteStream,
+    LeafFile, PinEntry, Reach,
+};
 use crate::cid::Cid;
 use crate::config::ImportOptions;
 use crate::ipfs::KuboClient;
 use futures::StreamExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::OnceCell;
 
 #[derive(Clone)]
 pub struct KuboBackend {
     kubo: KuboClient,
     import: ImportOptions,
     pin_name: String,
+    /// Set by `use_filestore`: blobs are kept by reference to the store's files.
+    filestore: Option<Filestore>,
+}
+
+/// What keeping blobs by reference needs to know of Kubo's filestore.
+#[derive(Clone)]
+struct Filestore {
+    /// The store's data dir, where the probe file is written.
+    data_root: PathBuf,
+    /// Kubo's filestore root (the paths it reports are relative to it), learnt by the
+    /// probe: at startup, or at the first import if Kubo was unreachable then.
+    root: Arc<OnceCell<PathBuf>>,
 }
 
 impl KuboBackend {
@@ -24,7 +41,60 @@ impl KuboBackend {
             kubo,
             import,
             pin_name,
+            filestore: None,
         }
+    }
+
+    /// Switches to keeping blobs by reference (Kubo's filestore, `add --nocopy`) after
+    /// checking that this Kubo can: its filestore is enabled, `data_root` lies under its
+    /// filestore root (the repo's parent directory), and it reads back what it references
+    /// there. Raw leaves are required: `--nocopy` implies them, so without them the CIDs
+    /// would change. A Kubo that is down now is asked at the first import instead.
+    pub async fn use_filestore(&mut self, data_root: &Path) -> Result<(), BackendError> {
+        if !self.import.raw_leaves {
+            return Err(BackendError::Api {
+                addr: self.kubo.address().to_string(),
+                op: "filestore probe",
+                message: "blobs kept once (filestore) need import.raw_leaves = true".into(),
+            });
+        }
+        self.filestore = Some(Filestore {
+            data_root: data_root.to_path_buf(),
+            root: Arc::new(OnceCell::new()),
+        });
+        match self.filestore_root().await {
+            Err(e @ (BackendError::Unreachable { .. } | BackendError::Timeout { .. })) => {
+                tracing::warn!(error = %e, "kubo unreachable: the filestore probe waits for the first import");
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
+    /// Kubo's filestore root, probing once: a small file in the data dir is imported by
+    /// reference, verified by Kubo and removed again.
+    async fn filestore_root(&self) -> Result<PathBuf, BackendError> {
+        let Some(fs) = &self.filestore else {
+            return Ok(PathBuf::from("/"));
+        };
+        fs.root
+            .get_or_try_init(|| async {
+                let probe = fs.data_root.join("filestore-probe");
+                let content = format!("ipcs filestore probe {}\n", self.pin_name);
+                let p = probe.clone();
+                tokio::task::spawn_blocking(move || std::fs::write(&p, content))
+                    .await
+                    .map_err(std::io::Error::other)
+                    .and_then(|r| r)
+                    .map_err(|source| BackendError::Local {
+                        path: probe.display().to_string(),
+                        op: "filestore probe",
+                        source,
+                    })?;
+                self.kubo.probe_filestore(&probe, &self.import).await
+            })
+            .await
+            .cloned()
     }
 
     fn cid(&self, op: &'static str, s: String) -> Result<Cid, BackendError> {
@@ -70,7 +140,7 @@ impl BlobBackend for KuboBackend {
 
     fn add_file<'a>(&'a self, path: &'a Path, size: u64) -> BoxFut<'a, Cid> {
         Box::pin(async move {
-            let added = self.kubo.add_file(path, size, &self.import).await?;
+            let added = self.kubo.add_file(path, size, &self.import, None).await?;
             self.cid("add", added.cid)
         })
     }
@@ -163,6 +233,87 @@ impl BlobBackend for KuboBackend {
                     // A pin Kubo reports under an implausible CID is nobody's blob of ours.
                     if let Ok(cid) = p.cid.parse() {
                         out.push(PinEntry { cid, name: p.name });
+                    }
+                })
+                .await?;
+            Ok(out)
+        })
+    }
+
+    fn disk_usage(&self) -> BoxFut<'_, u64> {
+        Box::pin(self.kubo.repo_size())
+    }
+
+    fn by_reference(&self) -> Option<&dyn ByReference> {
+        self.filestore.as_ref().map(|_| self as &dyn ByReference)
+    }
+}
+
+impl ByReference for KuboBackend {
+    fn keep_file<'a>(&'a self, path: &'a Path, size: u64) -> BoxFut<'a, Cid> {
+        Box::pin(async move {
+            self.filestore_root().await?;
+            let added = self
+                .kubo
+                .add_file(path, size, &self.import, Some(path))
+                .await?;
+            self.cid("add", added.cid)
+        })
+    }
+
+    fn leaf_files<'a>(&'a self, cid: &'a Cid, size: u64) -> BoxFut<'a, Vec<LeafFile>> {
+        Box::pin(async move {
+            let base = self.filestore_root().await?;
+            let leaves = self.kubo.file_leaves(cid.as_str(), size).await?;
+            let mut out = Vec::new();
+            self.kubo
+                .filestore_ls_of(&leaves, self.kubo.transfer_timeout(size), |e| {
+                    // A leaf kept as a copy is no reference: Kubo answers "not found" (30)
+                    // with no path. A reference comes with its path, also when Kubo
+                    // found its file missing (11) or changed (12): the caller checks.
+                    if !e.file_path.is_empty() {
+                        out.push(LeafFile {
+                            leaf: e.cid(),
+                            file: base.join(&e.file_path),
+                        });
+                    }
+                })
+                .await?;
+            Ok(out)
+        })
+    }
+
+    fn drop_blocks<'a>(&'a self, cids: &'a [String]) -> BoxFut<'a, ()> {
+        Box::pin(async move {
+            for cid in cids {
+                self.kubo.block_rm(cid).await?;
+            }
+            Ok(())
+        })
+    }
+
+    fn broken_references<'a>(
+        &'a self,
+        root: &'a Path,
+        deadline: Duration,
+    ) -> BoxFut<'a, Vec<BrokenReference>> {
+        Box::pin(async move {
+            let base = self.filestore_root().await?;
+            let mut out = Vec::new();
+            self.kubo
+                .filestore_verify(deadline, |e| {
+                    let path = base.join(&e.file_path);
+                    if e.status != 0 && path.starts_with(root) {
+                        out.push(BrokenReference {
+                            cid: e.cid(),
+                            path: path.display().to_string(),
+                            offset: e.offset,
+                            problem: match e.status {
+                                11 => "file not found".to_string(),
+                                12 => "file changed".to_string(),
+                                s => format!("status {s}: {}", e.error),
+                            },
+                        });
                     }
                 })
                 .await?;

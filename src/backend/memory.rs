@@ -269,4 +269,15 @@ impl BlobBackend for MemoryBackend {
                 .collect())
         })
     }
+
+    fn disk_usage(&self) -> BoxFut<'_, u64> {
+        Box::pin(async move {
+            self.enter("disk_usage")?;
+            Ok(self.dags.lock().unwrap().values().map(|b| b.len() as u64).sum())
+        })
+    }
+
+    fn by_reference(&self) -> Option<&dyn crate::backend::ByReference> {
+        None
+    }
 }

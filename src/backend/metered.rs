@@ -1,7 +1,7 @@
 //! A backend that times every call of the one it wraps and counts its failures, per
 //! kind of call (`ipcs_kubo_call_duration_seconds`, `ipcs_kubo_call_errors_total`).
 //! `node` wraps the Kubo backend with it; the core and the cache never know.
-use crate::backend::{BlobBackend, BodyStream, BoxFut, ByteStream, PinEntry, Reach};
+use crate::backend::{BlobBackend, BodyStream, BoxFut, ByReference, ByteStream, PinEntry, Reach};
 use crate::cid::Cid;
 use crate::metrics::Metrics;
 use std::future::Future;
@@ -103,6 +103,49 @@ impl BlobBackend for Metered {
 
     fn pins(&self) -> BoxFut<'_, Vec<PinEntry>> {
         timed(&self.metrics, "pins", self.inner.pins())
+    }
+
+    fn disk_usage(&self) -> BoxFut<'_, u64> {
+        timed(&self.metrics, "disk_usage", self.inner.disk_usage())
+    }
+
+    // Imports by reference are timed as the import they are: `keep_file` below.
+    fn by_reference(&self) -> Option<&dyn ByReference> {
+        self.inner.by_reference().map(|_| self as &dyn ByReference)
+    }
+}
+
+impl ByReference for Metered {
+    fn keep_file<'a>(&'a self, path: &'a Path, size: u64) -> BoxFut<'a, Cid> {
+        let inner = self.inner.by_reference().expect("checked by by_reference");
+        timed(&self.metrics, "keep_file", inner.keep_file(path, size))
+    }
+
+    fn leaf_files<'a>(
+        &'a self,
+        cid: &'a Cid,
+        size: u64,
+    ) -> BoxFut<'a, Vec<crate::backend::LeafFile>> {
+        let inner = self.inner.by_reference().expect("checked by by_reference");
+        timed(&self.metrics, "leaf_files", inner.leaf_files(cid, size))
+    }
+
+    fn drop_blocks<'a>(&'a self, cids: &'a [String]) -> BoxFut<'a, ()> {
+        let inner = self.inner.by_reference().expect("checked by by_reference");
+        timed(&self.metrics, "drop_blocks", inner.drop_blocks(cids))
+    }
+
+    fn broken_references<'a>(
+        &'a self,
+        root: &'a Path,
+        deadline: Duration,
+    ) -> BoxFut<'a, Vec<crate::backend::BrokenReference>> {
+        let inner = self.inner.by_reference().expect("checked by by_reference");
+        timed(
+            &self.metrics,
+            "broken_references",
+            inner.broken_references(root, deadline),
+        )
     }
 }
 

@@ -11,10 +11,12 @@ mod kubo;
 #[cfg(test)]
 pub(crate) mod memory;
 mod metered;
+mod reference;
 
 pub use crate::ipfs::KuboError as BackendError;
 pub use kubo::KuboBackend;
 pub use metered::Metered;
+pub use reference::{BrokenReference, ByReference, LeafFile};
 
 use crate::cid::Cid;
 use bytes::Bytes;
@@ -86,4 +88,10 @@ pub trait BlobBackend: Send + Sync + 'static {
     fn fetch<'a>(&'a self, cid: &'a Cid, size: u64) -> BoxFut<'a, u64>;
     /// Every recursive pin, with its name.
     fn pins(&self) -> BoxFut<'_, Vec<PinEntry>>;
+    /// Bytes the backend itself keeps on disk (Kubo: `repo stat`), not counting the files
+    /// it references.
+    fn disk_usage(&self) -> BoxFut<'_, u64>;
+    /// Imports that keep references to this store's files instead of copies, when the
+    /// backend is set up for them (Kubo's filestore); None keeps copies.
+    fn by_reference(&self) -> Option<&dyn ByReference>;
 }

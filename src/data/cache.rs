@@ -3,6 +3,10 @@
 //! enter it by rename (their ingest file); blobs this node never wrote are fetched from
 //! IPFS once, checked against their digest, then kept. Bounded in bytes, evicting the
 //! least recently used; IPFS stays the source of truth, so eviction loses nothing.
+//!
+//! Blobs kept once (the backend references their file instead of holding a copy) live
+//! beside the cache, under `stored/`: served the same way, never evicted and not counted
+//! against the bound, because they are the only copy.
 use crate::backend::{BackendError, BlobBackend, Reach};
 use crate::cid::Cid;
 use crate::data::paths::DataPaths;
@@ -61,13 +65,76 @@ pub struct Wanted<'a> {
 struct Entry {
     size: u64,
     last_used: u64,
+    /// The only copy, under `stored/`: never evicted.
+    stored: bool,
 }
 
 #[derive(Default)]
 struct State {
     entries: HashMap<Digest, Entry>,
+    /// Bytes of the evictable entries (the bound applies to these).
     total: u64,
+    /// Bytes of the stored entries.
+    stored: u64,
     clock: u64,
+}
+
+impl State {
+    fn insert(&mut self, digest: Digest, size: u64, stored: bool) {
+        self.clock += 1;
+        let last_used = self.clock;
+        let entry = Entry {
+            size,
+            last_used,
+            stored,
+        };
+        if let Some(old) = self.entries.insert(digest, entry) {
+            self.forget(&old);
+        }
+        match stored {
+            true => self.stored += size,
+            false => self.total += size,
+        }
+    }
+
+    fn forget(&mut self, e: &Entry) {
+        match e.stored {
+            true => self.stored -= e.size,
+            false => self.total -= e.size,
+        }
+    }
+}
+
+/// Removes a file; one already gone is fine.
+fn remove_if_present(path: &std::path::Path) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// The files of a blob directory (`<alg>/<hex>`), each with the digest its name spells
+/// (None when it spells none, or is no regular file).
+fn blob_files(
+    dir: &std::path::Path,
+) -> std::io::Result<Vec<(Option<Digest>, PathBuf, std::fs::Metadata)>> {
+    let mut out = Vec::new();
+    let alg_dirs = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        other => other?,
+    };
+    for alg_dir in alg_dirs {
+        let alg_dir = alg_dir?;
+        let alg = alg_dir.file_name().to_string_lossy().to_string();
+        for f in std::fs::read_dir(alg_dir.path())? {
+            let f = f?;
+            let meta = f.metadata()?;
+            let name = f.file_name().to_string_lossy().to_string();
+            let d = format!("{alg}:{name}").parse::<Digest>().ok();
+            out.push((d.filter(|_| meta.is_file()), f.path(), meta));
+        }
+    }
+    Ok(out)
 }
 
 pub struct BlobCache {
@@ -94,34 +161,39 @@ impl BlobCache {
         }
     }
 
-    /// Registers the cached files found at startup, keeping only those `keep` accepts.
-    pub fn load(&self, keep: impl Fn(&Digest, u64) -> bool) -> std::io::Result<()> {
+    /// Registers the cached files found at startup, keeping only those `keep` accepts,
+    /// and the stored files `keep_stored` accepts. Other cached files are removed; other
+    /// stored files are returned, for the caller to decide (the backend may still read
+    /// from them).
+    pub fn load(
+        &self,
+        keep: impl Fn(&Digest, u64) -> bool,
+        keep_stored: impl Fn(&Digest, u64) -> bool,
+    ) -> std::io::Result<Vec<(Digest, PathBuf)>> {
         let mut found = Vec::new();
-        for alg_dir in std::fs::read_dir(self.paths.cache())? {
-            let alg_dir = alg_dir?;
-            let alg = alg_dir.file_name().to_string_lossy().to_string();
-            for f in std::fs::read_dir(alg_dir.path())? {
-                let f = f?;
-                let meta = f.metadata()?;
-                let name = f.file_name().to_string_lossy().to_string();
-                match format!("{alg}:{name}").parse::<Digest>() {
-                    Ok(d) if meta.is_file() && keep(&d, meta.len()) => {
-                        found.push((meta.modified().ok(), d, meta.len()))
+        let mut unrecorded = Vec::new();
+        for (dir, stored) in [(self.paths.cache(), false), (self.paths.stored(), true)] {
+            for (d, path, meta) in blob_files(&dir)? {
+                match d {
+                    Some(d) if stored && keep_stored(&d, meta.len()) => {
+                        found.push((meta.modified().ok(), d, meta.len(), true))
                     }
-                    _ => std::fs::remove_file(f.path())?,
+                    Some(d) if stored => unrecorded.push((d, path)),
+                    Some(d) if keep(&d, meta.len()) => {
+                        found.push((meta.modified().ok(), d, meta.len(), false))
+                    }
+                    _ => std::fs::remove_file(path)?,
                 }
             }
         }
-        found.sort_by_key(|(t, _, _)| *t);
+        found.sort_by_key(|(t, _, _, _)| *t);
         let mut st = self.state.lock().expect("cache state");
-        for (_, d, size) in found {
-            st.clock += 1;
-            let last_used = st.clock;
-            st.total += size;
-            st.entries.insert(d, Entry { size, last_used });
+        for (_, d, size, stored) in found {
+            st.insert(d, size, stored);
         }
         drop(st);
-        self.evict(None)
+        self.evict(None)?;
+        Ok(unrecorded)
     }
 
     /// A fresh temp path on the cache's filesystem, unique within this process (the
@@ -136,16 +208,42 @@ impl BlobCache {
         let dest = self.paths.cached_blob(digest);
         std::fs::create_dir_all(dest.parent().expect("cache path has a parent"))?;
         std::fs::rename(&file, &dest)?;
-        {
-            let mut st = self.state.lock().expect("cache state");
-            st.clock += 1;
-            let last_used = st.clock;
-            if let Some(old) = st.entries.insert(digest.clone(), Entry { size, last_used }) {
-                st.total -= old.size;
-            }
-            st.total += size;
-        }
+        self.state
+            .lock()
+            .expect("cache state")
+            .insert(digest.clone(), size, false);
         self.evict(Some(digest))
+    }
+
+    /// Gives the verified file `file` its stored name (a second link: the caller still
+    /// owns `file`), replacing whatever that name held: a stored name only ever holds its
+    /// digest's bytes. Not yet served: `register_stored` does that once the blob is
+    /// recorded. Blocks: call from blocking code.
+    pub fn link_stored(&self, digest: &Digest, file: &std::path::Path) -> std::io::Result<PathBuf> {
+        let dest = self.paths.stored_blob(digest);
+        std::fs::create_dir_all(dest.parent().expect("stored path has a parent"))?;
+        let tmp = self.temp_path("link");
+        std::fs::hard_link(file, &tmp)?;
+        // Renamed over the name, so a reader never sees it missing.
+        if let Err(e) = std::fs::rename(&tmp, &dest) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(e);
+        }
+        Ok(dest)
+    }
+
+    /// Serves a recorded blob from its stored file (see `link_stored`).
+    pub fn register_stored(&self, digest: &Digest, size: u64) {
+        self.state
+            .lock()
+            .expect("cache state")
+            .insert(digest.clone(), size, true);
+    }
+
+    /// Whether `digest` is kept as a stored file (the only copy).
+    pub fn is_stored(&self, digest: &Digest) -> bool {
+        let st = self.state.lock().expect("cache state");
+        st.entries.get(digest).is_some_and(|e| e.stored)
     }
 
     /// The size of a cached blob, marking it used: enough to serve a Read without the
@@ -159,19 +257,28 @@ impl BlobCache {
         Some(e.size)
     }
 
+    /// Where the blob's file is: its stored name if kept once, else its cache name.
     pub fn path(&self, digest: &Digest) -> PathBuf {
-        self.paths.cached_blob(digest)
+        match self.is_stored(digest) {
+            true => self.paths.stored_blob(digest),
+            false => self.paths.cached_blob(digest),
+        }
     }
 
     /// Opens a cached blob, marking it used. Blocks: call from blocking code.
     pub fn open(&self, digest: &Digest) -> Option<File> {
-        {
+        let stored = {
             let mut st = self.state.lock().expect("cache state");
             st.clock += 1;
             let now = st.clock;
-            st.entries.get_mut(digest)?.last_used = now;
+            let e = st.entries.get_mut(digest)?;
+            e.last_used = now;
+            e.stored
+        };
+        match stored {
+            true => File::open(self.paths.stored_blob(digest)).ok(),
+            false => File::open(self.paths.cached_blob(digest)).ok(),
         }
-        File::open(self.paths.cached_blob(digest)).ok()
     }
 
     /// `open` on a blocking thread.
@@ -191,20 +298,43 @@ impl BlobCache {
         blocking(move || me.remove(&d)).await
     }
 
-    /// Drops a blob from the cache. Blocks: call from blocking code.
+    /// Drops a blob's cached copy. A stored file is left in place: the backend may read
+    /// from it, so only `remove_stored` takes it away. Blocks: call from blocking code.
     pub fn remove(&self, digest: &Digest) -> std::io::Result<()> {
         let mut st = self.state.lock().expect("cache state");
-        if let Some(e) = st.entries.remove(digest) {
-            st.total -= e.size;
+        if st.entries.get(digest).is_some_and(|e| !e.stored) {
+            let e = st.entries.remove(digest).expect("checked");
+            st.forget(&e);
         }
-        match std::fs::remove_file(self.paths.cached_blob(digest)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
+        remove_if_present(&self.paths.cached_blob(digest))
+    }
+
+    /// Stops serving a stored blob and, if `unlink`, removes its file (the caller checked
+    /// that no DAG the backend keeps reads from it any more). Blocks: call from blocking
+    /// code.
+    pub fn remove_stored(&self, digest: &Digest, unlink: bool) -> std::io::Result<()> {
+        let mut st = self.state.lock().expect("cache state");
+        if st.entries.get(digest).is_some_and(|e| e.stored) {
+            let e = st.entries.remove(digest).expect("checked");
+            st.forget(&e);
+        }
+        drop(st);
+        match unlink {
+            true => remove_if_present(&self.paths.stored_blob(digest)),
+            false => Ok(()),
         }
     }
 
+    /// Bytes of the evictable cache.
     pub fn bytes(&self) -> u64 {
         self.state.lock().expect("cache state").total
+    }
+
+    /// Bytes and count of the stored blobs being served.
+    pub fn stored(&self) -> (u64, u64) {
+        let st = self.state.lock().expect("cache state");
+        let n = st.entries.values().filter(|e| e.stored).count() as u64;
+        (st.stored, n)
     }
 
     /// Blobs evicted to keep within the bound since this cache was made.
@@ -224,7 +354,7 @@ impl BlobCache {
             let mut by_age: Vec<(u64, Digest, u64)> = st
                 .entries
                 .iter()
-                .filter(|(d, _)| Some(*d) != keep)
+                .filter(|(d, e)| Some(*d) != keep && !e.stored)
                 .map(|(d, e)| (e.last_used, d.clone(), e.size))
                 .collect();
             by_age.sort();
@@ -239,7 +369,7 @@ impl BlobCache {
             }
             for d in &victims {
                 if let Some(e) = st.entries.remove(d) {
-                    st.total -= e.size;
+                    st.forget(&e);
                 }
             }
             self.evicted
@@ -390,7 +520,7 @@ mod tests {
         let b = put(&cache, &paths, b"drop");
         std::fs::write(paths.cache().join("sha256").join("not-a-digest"), b"x").unwrap();
         let reloaded = BlobCache::new(paths.clone(), 100);
-        reloaded.load(|d, _| *d == a).unwrap();
+        reloaded.load(|d, _| *d == a, |_, _| false).unwrap();
         assert!(reloaded.open(&a).is_some());
         assert!(reloaded.open(&b).is_none());
         assert!(!paths.cached_blob(&b).exists());

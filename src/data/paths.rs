@@ -53,12 +53,25 @@ impl DataPaths {
             .join(digest.hex())
     }
 
+    /// Blobs kept once: the only copy of each, which the backend references (Kubo's
+    /// filestore). Never evicted; the path of a blob never changes, because the backend
+    /// records it.
+    pub fn stored(&self) -> PathBuf {
+        self.root.join("stored")
+    }
+
+    pub fn stored_blob(&self, digest: &Digest) -> PathBuf {
+        self.stored()
+            .join(digest.algorithm().name())
+            .join(digest.hex())
+    }
+
     pub fn tmp(&self) -> PathBuf {
         self.root.join("tmp")
     }
 
     pub fn create_dirs(&self) -> std::io::Result<()> {
-        for d in [self.ingests(), self.cache(), self.tmp()] {
+        for d in [self.ingests(), self.cache(), self.stored(), self.tmp()] {
             std::fs::create_dir_all(d)?;
         }
         Ok(())

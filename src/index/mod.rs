@@ -2,6 +2,7 @@
 //! of in-progress ingests. Backed by redb (ACID, fsync on every commit), so a record is
 //! either durably there or not at all. All calls block: callers use `spawn_blocking`.
 mod records;
+mod leans;
 mod tables;
 
 pub use records::{BlobRecord, IngestRecord, UnixNanos};
@@ -9,7 +10,7 @@ pub use records::{BlobRecord, IngestRecord, UnixNanos};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::path::Path;
 use std::sync::Arc;
-use tables::{BLOBS, INGESTS};
+use tables::{BLOBS, INGESTS, LEANS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -77,6 +78,7 @@ impl Index {
         let tx = db.begin_write()?;
         tx.open_table(BLOBS)?;
         tx.open_table(INGESTS)?;
+        tx.open_table(LEANS)?;
         tx.commit()?;
         Ok(Index { db: Arc::new(db) })
     }

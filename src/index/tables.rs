@@ -6,3 +6,7 @@ use redb::TableDefinition;
 pub const BLOBS: TableDefinition<&str, &[u8]> = TableDefinition::new("blobs_v1");
 /// ingest ref → `IngestRecord` (JSON).
 pub const INGESTS: TableDefinition<&str, &[u8]> = TableDefinition::new("ingests_v1");
+/// "owner digest\tleaner" → nothing: the blob kept once as `owner` holds bytes that
+/// `leaner`'s DAG reads from its stored file (Kubo kept the shared block's first
+/// reference). A leaner is a digest, or `pin:<cid>` for a pin someone else holds.
+pub const LEANS: TableDefinition<&str, &[u8]> = TableDefinition::new("leans_v1");

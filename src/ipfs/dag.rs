@@ -61,6 +61,24 @@ struct ImportLine {
 }
 
 #[derive(Deserialize)]
+struct LsBody {
+    #[serde(rename = "Objects", default)]
+    objects: Vec<LsObject>,
+}
+
+#[derive(Deserialize)]
+struct LsObject {
+    #[serde(rename = "Links", default)]
+    links: Vec<LsLink>,
+}
+
+#[derive(Deserialize)]
+struct LsLink {
+    #[serde(rename = "Hash")]
+    hash: String,
+}
+
+#[derive(Deserialize)]
 struct RefLine {
     #[serde(rename = "Ref", default)]
     r#ref: String,
@@ -243,6 +261,36 @@ impl KuboClient {
         })
         .await?;
         Ok(RefsWalk { blocks })
+    }
+
+    /// The leaves of a UnixFS file's DAG, read from its inner nodes only (`ls` with
+    /// `resolve-type=false`, `size=false`, offline: no leaf is fetched or read). A raw
+    /// root is its own leaf. `size` (the file's) scales the deadline.
+    pub async fn file_leaves(&self, root: &str, size: u64) -> Result<Vec<String>, KuboError> {
+        let op = "ls";
+        let t = self.transfer_timeout(size);
+        let mut leaves = Vec::new();
+        let mut inner = vec![root.to_string()];
+        while let Some(node) = inner.pop() {
+            // CIDv1 raw leaves print as "bafk…" (codec 0x55); dag-pb nodes as "bafy…".
+            if node.starts_with("bafk") {
+                leaves.push(node);
+                continue;
+            }
+            let query = offline(vec![
+                ("arg", node.clone()),
+                ("resolve-type", "false".to_string()),
+                ("size", "false".to_string()),
+                ("stream", "false".to_string()),
+            ]);
+            let resp = self.call(op, "ls", &query, Some(t), None).await?;
+            let body: LsBody = self.json(op, resp, t).await?;
+            for o in body.objects {
+                // Children in file order; popped from the end, so pushed reversed.
+                inner.extend(o.links.into_iter().rev().map(|l| l.hash));
+            }
+        }
+        Ok(leaves)
     }
 
     /// The size in bytes of one local block.

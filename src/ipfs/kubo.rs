@@ -82,6 +82,8 @@ enum PinAs {
     Anonymous,
     /// Not stored at all: only the CID is computed (`only-hash`).
     HashOnly,
+    /// Stored without a pin (the filestore probe, removed right after).
+    Unpinned,
 }
 
 /// One recursive pin as `pin ls --names` reports it.
@@ -122,6 +124,44 @@ struct AddLine {
 struct PinLsBody {
     #[serde(rename = "Keys", default)]
     keys: std::collections::HashMap<String, serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RepoSizeBody {
+    #[serde(rename = "RepoSize")]
+    repo_size: u64,
+}
+
+/// One line of `filestore verify`/`ls`: a block kept as a reference into a file.
+#[derive(Debug, Clone, Deserialize)]
+pub struct FilestoreEntry {
+    /// 0 ok; 10 file error, 11 file not found, 12 file changed, 20 other, 30 key not found.
+    #[serde(rename = "Status")]
+    pub status: i32,
+    #[serde(rename = "ErrorMsg", default)]
+    pub error: String,
+    #[serde(rename = "Key", default)]
+    pub key: serde_json::Value,
+    #[serde(rename = "FilePath", default)]
+    pub file_path: String,
+    #[serde(rename = "Offset", default)]
+    pub offset: u64,
+    #[serde(rename = "Size", default)]
+    pub size: u64,
+}
+
+impl FilestoreEntry {
+    pub fn cid(&self) -> String {
+        match &self.key {
+            serde_json::Value::Object(m) => m
+                .get("/")
+                .and_then(|v| v.as_str())
+                .unwrap_or_default()
+                .to_string(),
+            serde_json::Value::String(s) => s.clone(),
+            _ => String::new(),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -272,15 +312,16 @@ impl KuboClient {
         path: &Path,
         size: u64,
         opts: &ImportOptions,
+        home: Option<&Path>,
     ) -> Result<AddedBlob, KuboError> {
-        let part = self.file_part(path, size).await?;
+        let part = by_reference(self.file_part(path, size).await?, home);
         let cid = self
             .add_part(
                 part,
                 Some(self.transfer_timeout(size)),
                 opts,
                 PinAs::Blob,
-                &[],
+                &nocopy(home),
             )
             .await?;
         Ok(AddedBlob { cid, size })
@@ -334,7 +375,11 @@ impl KuboClient {
     /// here because the body's end is not known yet: the caller bounds the wait once it
     /// is. Kubo pins only after the whole body has arrived, so a body that fails, or a
     /// request dropped before the body ends, leaves nothing pinned.
-    pub async fn add_stream<S>(&self, body: S, opts: &ImportOptions) -> Result<String, KuboError>
+    pub async fn add_stream<S>(
+        &self,
+        body: S,
+        opts: &ImportOptions,
+    ) -> Result<String, KuboError>
     where
         S: futures::TryStream + Send + 'static,
         S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -374,7 +419,6 @@ impl KuboClient {
             ("max-hamt-fanout", "256".to_string()),
             ("wrap-with-directory", "false".to_string()),
             ("inline", "false".to_string()),
-            ("nocopy", "false".to_string()),
             ("fscache", "false".to_string()),
             ("preserve-mode", "false".to_string()),
             ("preserve-mtime", "false".to_string()),
@@ -382,11 +426,21 @@ impl KuboClient {
             ("fast-provide-dag", "false".to_string()),
             ("fast-provide-wait", "false".to_string()),
             ("only-hash", (pin_as == PinAs::HashOnly).to_string()),
-            ("pin", (pin_as != PinAs::HashOnly).to_string()),
+            (
+                "pin",
+                matches!(pin_as, PinAs::Blob | PinAs::Anonymous).to_string(),
+            ),
             ("quieter", "true".to_string()),
             ("progress", "false".to_string()),
+            // Every block of an import comes from its body. Offline, a block Kubo took
+            // for present but cannot read (a reference whose file went) fails the pin's
+            // walk at once instead of waiting on bitswap for the rest of the deadline.
+            ("offline", "true".to_string()),
         ];
         query.extend(extra.iter().cloned());
+        if !query.iter().any(|(k, _)| *k == "nocopy") {
+            query.push(("nocopy", "false".to_string()));
+        }
         if pin_as == PinAs::Blob {
             if let Some(name) = &self.pin_name {
                 self.check_named_add().await?;
@@ -674,6 +728,165 @@ impl KuboClient {
         Ok(n)
     }
 
+    /// The repository's size on disk as Kubo counts it (`repo stat --size-only`): its
+    /// blockstore and datastore, not the files its filestore references.
+    pub async fn repo_size(&self) -> Result<u64, KuboError> {
+        let op = "repo stat";
+        let t = self.timeout;
+        let query = [("size-only", "true".to_string())];
+        let resp = self.call(op, "repo/stat", &query, Some(t), None).await?;
+        Ok(self.json::<RepoSizeBody>(op, resp, t).await?.repo_size)
+    }
+
+    /// Checks that this node keeps imports by reference to files at `path` and can read
+    /// them back: imports the (small) file there by reference, unpinned, has Kubo verify
+    /// the reference, then removes it. Kubo's own words say what is missing (no
+    /// filestore, a path outside its filestore root, a file it cannot open).
+    ///
+    /// Returns Kubo's filestore root: `filestore ls`/`verify` name files relative to it.
+    pub async fn probe_filestore(
+        &self,
+        path: &Path,
+        opts: &ImportOptions,
+    ) -> Result<std::path::PathBuf, KuboError> {
+        let op = "filestore probe";
+        let size = std::fs::metadata(path)
+            .map_err(|source| KuboError::Local {
+                path: path.display().to_string(),
+                op,
+                source,
+            })?
+            .len();
+        let part = by_reference(self.file_part(path, size).await?, Some(path));
+        let cid = self
+            .add_part(
+                part,
+                Some(self.timeout),
+                opts,
+                PinAs::Unpinned,
+                &nocopy(Some(path)),
+            )
+            .await?;
+        let query = [("arg", cid.clone())];
+        let resp = self
+            .call(op, "filestore/verify", &query, Some(self.timeout), None)
+            .await?;
+        let mut bad = None;
+        let mut seen = 0;
+        let mut recorded = String::new();
+        self.each_json_line(op, self.timeout, resp, |e: FilestoreEntry| {
+            seen += 1;
+            if e.status != 0 {
+                bad = Some(format!(
+                    "status {}: {} ({})",
+                    e.status, e.error, e.file_path
+                ));
+            }
+            recorded = e.file_path;
+            Ok(())
+        })
+        .await?;
+        let _ = self.block_rm(&cid).await;
+        let problem = match (seen, bad) {
+            (0, _) => Some(format!("{cid} was stored as a copy, not as a reference")),
+            (_, b) => b,
+        };
+        // The probe's path as Kubo recorded it, relative to its filestore root.
+        let rel = Path::new(&recorded);
+        let mut root = path.to_path_buf();
+        for _ in rel.components() {
+            root.pop();
+        }
+        let problem = problem.or_else(|| {
+            (rel.is_relative() && root.join(rel) != path).then(|| {
+                format!("kubo recorded the probe as {recorded:?}, not a path ending the probe's")
+            })
+        });
+        match problem {
+            None if rel.is_absolute() => Ok(std::path::PathBuf::from("/")),
+            None => Ok(root),
+            Some(message) => Err(KuboError::Api {
+                addr: self.base.clone(),
+                op,
+                message,
+            }),
+        }
+    }
+
+    /// Every filestore reference (`filestore ls`: no file is read), fed to `f`.
+    pub async fn filestore_ls(
+        &self,
+        deadline: Duration,
+        mut f: impl FnMut(FilestoreEntry),
+    ) -> Result<u64, KuboError> {
+        let op = "filestore ls";
+        let resp = self
+            .call(op, "filestore/ls", &[], Some(deadline), None)
+            .await?;
+        self.each_json_line(op, deadline, resp, |e: FilestoreEntry| {
+            f(e);
+            Ok(())
+        })
+        .await
+    }
+
+    /// The filestore references of `cids` (`filestore ls <cid>...`: no file is read),
+    /// fed to `f`; a block that is no reference comes with a non-zero status. Asked in
+    /// batches, so that a large DAG's list of CIDs stays far below the request size
+    /// Kubo's HTTP server accepts.
+    pub async fn filestore_ls_of(
+        &self,
+        cids: &[String],
+        deadline: Duration,
+        mut f: impl FnMut(FilestoreEntry),
+    ) -> Result<u64, KuboError> {
+        let op = "filestore ls";
+        let mut seen = 0;
+        for batch in cids.chunks(256) {
+            let query: Vec<(&str, String)> = batch.iter().map(|c| ("arg", c.clone())).collect();
+            let resp = self
+                .call(op, "filestore/ls", &query, Some(deadline), None)
+                .await?;
+            seen += self
+                .each_json_line(op, deadline, resp, |e: FilestoreEntry| {
+                    f(e);
+                    Ok(())
+                })
+                .await?;
+        }
+        Ok(seen)
+    }
+
+    /// Every filestore reference with its state (`filestore verify`: Kubo reads back and
+    /// rehashes each referenced range), fed to `f` as they arrive. `deadline` bounds the
+    /// whole walk. Fails clearly when the node has no filestore.
+    pub async fn filestore_verify(
+        &self,
+        deadline: Duration,
+        mut f: impl FnMut(FilestoreEntry),
+    ) -> Result<u64, KuboError> {
+        let op = "filestore verify";
+        let resp = self
+            .call(op, "filestore/verify", &[], Some(deadline), None)
+            .await?;
+        self.each_json_line(op, deadline, resp, |e: FilestoreEntry| {
+            f(e);
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes blocks (`block rm --force`): a filestore reference whose file is gone goes
+    /// with its key. Blocks that are absent are not an error.
+    pub async fn block_rm(&self, cid: &str) -> Result<(), KuboError> {
+        let op = "block rm";
+        let query = [("arg", cid.to_string()), ("force", "true".to_string())];
+        let resp = self
+            .call(op, "block/rm", &query, Some(self.timeout), None)
+            .await?;
+        self.body_checked(op, resp, self.timeout).await.map(|_| ())
+    }
+
     /// The name of `cid`'s recursive pin: None if Kubo's answer does not list it, Some("")
     /// if the pin has no name. Kubo refuses a CID that is not pinned (an API error); the
     /// caller decides from the pinset what that means (`backend::KuboBackend::pinned_as`),
@@ -696,6 +909,36 @@ impl KuboClient {
                 .to_string()
         }))
     }
+}
+
+/// Marks a file part as the bytes of the file at `home`: with `nocopy`, Kubo's filestore
+/// then keeps only references (path, offset, length) to `home` for the leaves instead of
+/// copying them. Kubo takes the path from the part's `abspath-encoded` header; the bytes
+/// themselves still come from the body, so `home` need not exist yet.
+fn by_reference(part: reqwest::multipart::Part, home: Option<&Path>) -> reqwest::multipart::Part {
+    let Some(home) = home else {
+        return part;
+    };
+    // Kubo decodes it with Go's `url.QueryUnescape`: escape all but unreserved bytes.
+    let mut encoded = String::new();
+    for b in std::os::unix::ffi::OsStrExt::as_bytes(home.as_os_str()) {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                encoded.push(*b as char)
+            }
+            _ => encoded.push_str(&format!("%{b:02X}")),
+        }
+    }
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Ok(v) = reqwest::header::HeaderValue::from_str(&encoded) {
+        headers.insert("abspath-encoded", v);
+    }
+    part.headers(headers)
+}
+
+/// The `nocopy` query option of an import by reference.
+fn nocopy(home: Option<&Path>) -> Vec<(&'static str, String)> {
+    vec![("nocopy", home.is_some().to_string())]
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

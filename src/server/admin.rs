@@ -51,9 +51,14 @@ impl Admin for AdminService {
         _req: Request<admin::StatsRequest>,
     ) -> Result<Response<admin::StatsResponse>, Status> {
         let s = self.store.stats().await.map_err(to_status)?;
-        let (kubo_version, kubo_error) = match self.store.backend().version().await {
+        let backend = self.store.backend();
+        let (kubo_version, kubo_error) = match backend.version().await {
             Ok(v) => (v, String::new()),
             Err(e) => (String::new(), e.to_string()),
+        };
+        let kubo_repo_bytes = match kubo_error.is_empty() {
+            true => backend.disk_usage().await.unwrap_or(0),
+            false => 0,
         };
         Ok(Response::new(admin::StatsResponse {
             blobs: s.blobs,
@@ -63,6 +68,12 @@ impl Admin for AdminService {
             kubo_api: self.store.backend().address().to_string(),
             kubo_version,
             kubo_error,
+            index_bytes: s.index_bytes,
+            ingest_bytes: s.ingest_bytes,
+            stored_bytes: s.stored_bytes,
+            stored_blobs: s.stored_blobs,
+            kubo_repo_bytes,
+            kept_once: backend.by_reference().is_some(),
         }))
     }
 

@@ -1,6 +1,7 @@
 //! Update (labels) and Delete. Delete unpins in the backend first: if that fails,
 //! nothing changes and the error says why (containerd's GC retries on its next pass).
-//! A pin someone else took over is left alone (`delete`).
+//! A pin someone else took over is left alone (`delete`), and so is the stored file it
+//! reads from when blobs are kept once.
 use crate::digest::Digest;
 use crate::index::UnixNanos;
 use crate::store::error::{blocking, StoreError};
@@ -53,9 +54,11 @@ impl ContentStore {
             .await
             .map_err(StoreError::ipfs(ctx()))?;
         let ours = backend.pin_name();
+        let mut others_pin = false;
         match pinned_as.as_deref() {
             Some(name) if !ours.is_empty() && name != ours => {
                 tracing::info!(digest = %rec.digest, cid = %rec.cid, pin = name, "pinned by someone else; left pinned");
+                others_pin = true;
             }
             _ => backend
                 .unpin(&rec.cid)
@@ -64,7 +67,14 @@ impl ContentStore {
         }
         let inner = self.inner.clone();
         let d = d.clone();
+        let kept_once = backend.by_reference().is_some();
+        let cid = rec.cid.clone();
         blocking(move || {
+            if kept_once && others_pin {
+                // Their pin reads the blob from its stored file: the file stays for it.
+                let leaner = crate::store::kept_once::pin_leaner(&cid);
+                inner.index.add_leans(&leaner, &[d.to_string()])?;
+            }
             inner.index.remove_blob(&d.to_string())?;
             inner.served.forget(&d);
             inner
@@ -73,6 +83,9 @@ impl ContentStore {
                 .map_err(StoreError::io(format!("removing cached {d}")))
         })
         .await?;
+        if kept_once {
+            self.inner.release_stored(&rec.digest).await?;
+        }
         tracing::info!(digest = %rec.digest, cid = %rec.cid, "deleted and unpinned");
         Ok(())
     }

@@ -7,12 +7,15 @@
 //! Files: `open` builds a store; `read` serves Info/Read/List/stats; `manage` Update and
 //! Delete; `ingest` Status/ListStatuses/Abort and opens writers; `writer` + `follow_add`
 //! run one Write stream and its commit; `adopt` records a blob another node stored;
-//! `open_verified` hands in-process readers (the differ) a verified local file.
+//! `open_verified` hands in-process readers (the differ) a verified local file;
+//! `kept_once` keeps a committed blob's file as its only copy when the backend references
+//! files instead of copying them.
 mod adopt;
 mod error;
 mod follow_add;
 pub mod hooks;
 mod ingest;
+mod kept_once;
 mod labels;
 mod locks;
 mod manage;
@@ -61,6 +64,8 @@ pub(crate) struct Inner {
     hooks: Arc<dyn Distribution>,
     metrics: Metrics,
     served: served::Served,
+    /// One keep or release of a stored file per digest at a time.
+    stored_turns: crate::data::SingleFlight<Digest>,
 }
 
 /// A handle on the content core; cheap to clone.

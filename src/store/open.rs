@@ -22,12 +22,16 @@ impl ContentStore {
         hooks: Arc<dyn Distribution>,
         metrics: Metrics,
     ) -> Result<ContentStore, StoreError> {
-        let paths = DataPaths::new(&config.data_dir);
-        let p = paths.clone();
+        let given = DataPaths::new(&config.data_dir);
         let cache_max = config.cache_max_bytes;
-        let (index, cache) = blocking(move || {
-            p.create_dirs()
-                .map_err(StoreError::io(format!("creating {}", p.root().display())))?;
+        let (paths, index, cache) = blocking(move || {
+            given
+                .create_dirs()
+                .map_err(StoreError::io(format!("creating {}", given.root().display())))?;
+            // Absolute and real: a backend that keeps references records these paths.
+            let p = std::fs::canonicalize(given.root())
+                .map(|root| DataPaths::new(&root))
+                .map_err(StoreError::io(format!("resolving {}", given.root().display())))?;
             let index = Index::open(&p.index())?;
             let _ = std::fs::remove_dir_all(p.tmp());
             std::fs::create_dir_all(p.tmp()).map_err(StoreError::io("creating tmp dir"))?;
@@ -45,10 +49,19 @@ impl ContentStore {
                 }
             }
             let cache = BlobCache::new(p.clone(), cache_max);
-            cache
-                .load(|d, size| matches!(index.blob(&d.to_string()), Ok(Some(r)) if r.size == size))
+            let recorded =
+                |d: &crate::digest::Digest, size| matches!(index.blob(&d.to_string()), Ok(Some(r)) if r.size == size);
+            let leaned_on =
+                |d: &crate::digest::Digest| matches!(index.leaners_of(&d.to_string()), Ok(l) if !l.is_empty());
+            let unrecorded = cache
+                .load(recorded, |d, size| recorded(d, size) || leaned_on(d))
                 .map_err(StoreError::io("loading blob cache"))?;
-            Ok((index, cache))
+            if !unrecorded.is_empty() {
+                // Left by commits a crash cut short: the backend may hold references into
+                // them, so they stay until `ipcs fsck --repair` decides.
+                tracing::warn!(files = unrecorded.len(), "stored files without a record; run ipcs fsck");
+            }
+            Ok((p, index, cache))
         })
         .await?;
         let inner = Arc::new(Inner {
@@ -63,6 +76,7 @@ impl ContentStore {
             hooks,
             metrics,
             served: Default::default(),
+            stored_turns: Default::default(),
         });
         sample(&inner);
         Ok(ContentStore { inner })

@@ -165,6 +165,12 @@ impl ContentStore {
             let mut stats = StoreStats {
                 ingests: inner.index.ingests()?.len() as u64,
                 cache_bytes: inner.cache.bytes(),
+                stored_bytes: inner.cache.stored().0,
+                stored_blobs: inner.cache.stored().1,
+                index_bytes: std::fs::metadata(inner.paths.index())
+                    .map(|m| m.len())
+                    .unwrap_or(0),
+                ingest_bytes: dir_bytes(&inner.paths.ingests()),
                 ..Default::default()
             };
             inner.index.for_each_blob(|rec| {
@@ -219,6 +225,21 @@ impl ContentStore {
         });
         Ok(rx)
     }
+}
+
+/// Bytes of the regular files under `dir` (ingest dirs are one level of files deep).
+fn dir_bytes(dir: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Where a Read of `size` bytes at `offset` ends in a blob of `blob_size` bytes.

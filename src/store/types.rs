@@ -47,4 +47,8 @@ pub struct StoreStats {
     pub blob_bytes: u64,
     pub ingests: u64,
     pub cache_bytes: u64,
+    pub index_bytes: u64,
+    pub ingest_bytes: u64,
+    pub stored_bytes: u64,
+    pub stored_blobs: u64,
 }

@@ -331,6 +331,8 @@ impl Writer {
         self.offset += n;
         match &self.follower {
             Some(f) => f.advance(self.offset),
+            // Kept once, only checked bytes are imported, at commit (see `kept_once`).
+            None if self.inner.backend.by_reference().is_some() => {}
             None => {
                 let path = self.inner.paths.ingest_data(&self.ingest_ref);
                 let f = FollowingAdd::start(self.inner.backend.as_ref(), path, self.offset);
@@ -383,10 +385,21 @@ impl Writer {
             self.drop_ingest().await?;
             return Err(StoreError::AlreadyExists(format!("content {actual}")));
         }
-        let cid = self
-            .publish()
-            .await
-            .map_err(StoreError::ipfs(format!("publishing {actual} to ipfs")))?;
+        let inner = self.inner.clone();
+        let (cid, leans_on) = match inner.backend.by_reference() {
+            Some(by_ref) => {
+                let file = inner.paths.ingest_data(&self.ingest_ref);
+                let kept = inner.keep_once(by_ref, &actual, file, self.offset).await?;
+                (kept.cid, Some(kept.leans_on))
+            }
+            None => {
+                let cid = self
+                    .publish()
+                    .await
+                    .map_err(StoreError::ipfs(format!("publishing {actual} to ipfs")))?;
+                (cid, None)
+            }
+        };
         let t = now();
         let record = BlobRecord {
             digest: actual.clone(),
@@ -396,7 +409,6 @@ impl Writer {
             created_at: t,
             updated_at: t,
         };
-        let inner = self.inner.clone();
         let r = self.ingest_ref.clone();
         let size = self.offset;
         let d = actual.clone();
@@ -406,11 +418,21 @@ impl Writer {
         self.io = None;
         let outcome = blocking(move || {
             let outcome = inner.index.commit_blob(&record, Some(&r))?;
-            // Still in this blocking step: the ingest file becomes the cached blob.
-            if outcome == Committed::Inserted {
-                if let Err(e) = inner.cache.adopt(&d, inner.paths.ingest_data(&r), size) {
-                    tracing::warn!(digest = %d, error = %e, "committed blob not cached; reads will use ipfs");
+            match (&outcome, leans_on) {
+                // Kept once: the stored name linked before the import is the blob's file.
+                (Committed::Inserted, Some(owners)) => {
+                    inner.index.add_leans(&d.to_string(), &owners)?;
+                    inner.cache.register_stored(&d, size);
                 }
+                // Still in this blocking step: the ingest file becomes the cached blob.
+                (Committed::Inserted, None) => {
+                    if let Err(e) = inner.cache.adopt(&d, inner.paths.ingest_data(&r), size) {
+                        tracing::warn!(digest = %d, error = %e, "committed blob not cached; reads will use ipfs");
+                    }
+                }
+                // Another commit of the same bytes recorded first; a stored name holds the
+                // same bytes whoever linked it.
+                (Committed::AlreadyExists, _) => {}
             }
             remove_ingest(&inner, &r)?;
             Ok(outcome)

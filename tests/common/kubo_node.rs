@@ -21,7 +21,9 @@ impl KuboNode {
             .prefix("ipcs-kubo-own-")
             .tempdir()
             .unwrap();
-        let dir = tmp.path().join("repo");
+        // The repo is the temp dir itself, so that Kubo's filestore root (the repo's
+        // parent, /tmp) holds the tests' ipcs data dirs: ipcs keeps blobs once there.
+        let dir = tmp.path().to_path_buf();
         let mut me = KuboNode {
             api: String::new(),
             dir: dir.clone(),

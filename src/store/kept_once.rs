@@ -1,0 +1,218 @@
+//! Keeping each blob once: with a backend that keeps references (Kubo's filestore), a
+//! committed blob's checked bytes get their stored name (`stored/<alg>/<hex>`, a link to
+//! the ingest file), the backend imports that file by reference, and the stored file is
+//! the only copy. Only checked bytes are ever imported by reference, always under the
+//! name of their digest, so a reference never points at a file holding other bytes.
+//!
+//! Kubo keeps one reference per block, the first made. A blob whose DAG shares a block
+//! with another blob reads that block from the other blob's file ("leans on" it): the
+//! index records it, and a stored file stays on disk while anything leans on it. A
+//! reference into a file that is gone (its import failed before the commit, or it was
+//! removed by hand) is dropped and the blob imported again.
+use crate::backend::{BackendError, ByReference};
+use crate::cid::Cid;
+use crate::digest::Digest;
+use crate::store::error::{blocking, StoreError};
+use crate::store::Inner;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// A blob kept once: its CID and the blobs whose stored files its DAG also reads from.
+pub(crate) struct Kept {
+    pub cid: Cid,
+    pub leans_on: Vec<String>,
+}
+
+/// The leaner name of a pin someone else holds on a blob's DAG.
+pub(crate) fn pin_leaner(cid: &Cid) -> String {
+    format!("pin:{cid}")
+}
+
+impl Inner {
+    /// Links the checked file `file` (`size` bytes of `digest`) at its stored name and
+    /// imports it by reference, pinned by name. The stored name is left in place if the
+    /// import fails: references an interrupted import made point at it, and it holds
+    /// exactly the bytes they name (fsck removes it if no commit follows).
+    pub(crate) async fn keep_once(
+        self: &Arc<Self>,
+        by_ref: &dyn ByReference,
+        digest: &Digest,
+        file: PathBuf,
+        size: u64,
+    ) -> Result<Kept, StoreError> {
+        let _turn = self.stored_turns.turn(digest.clone()).await;
+        let cache = self.cache.clone();
+        let d = digest.clone();
+        let stored = blocking(move || {
+            cache
+                .link_stored(&d, &file)
+                .map_err(StoreError::io(format!("linking {d} at its stored name")))
+        })
+        .await?;
+        let ctx = || format!("keeping {digest} once in ipfs");
+        let cid = by_ref
+            .keep_file(&stored, size)
+            .await
+            .map_err(StoreError::ipfs(ctx()))?;
+        let leans_on = match self.leaning(by_ref, &cid, size, &stored).await {
+            Ok(l) => l,
+            Err(Broken(gone)) => {
+                // Blocks Kubo took for present read from files that are gone: drop them
+                // (only possible unpinned) and import again, now from this file.
+                tracing::warn!(digest = %digest, blocks = gone.len(), "import met references to missing files; dropping them and importing again");
+                let backend = &self.backend;
+                backend.unpin(&cid).await.map_err(StoreError::ipfs(ctx()))?;
+                by_ref
+                    .drop_blocks(&gone)
+                    .await
+                    .map_err(StoreError::ipfs(ctx()))?;
+                let cid = by_ref
+                    .keep_file(&stored, size)
+                    .await
+                    .map_err(StoreError::ipfs(ctx()))?;
+                match self.leaning(by_ref, &cid, size, &stored).await {
+                    Ok(l) => return Ok(Kept { cid, leans_on: l }),
+                    Err(Broken(gone)) => {
+                        let _ = backend.unpin(&cid).await;
+                        return Err(StoreError::ipfs(ctx())(BackendError::Api {
+                            addr: backend.address().to_string(),
+                            op: "add",
+                            message: format!(
+                                "{} blocks still read from missing files after dropping them",
+                                gone.len()
+                            ),
+                        }));
+                    }
+                }
+            }
+        };
+        Ok(Kept { cid, leans_on })
+    }
+
+    /// The stored blobs `cid`'s DAG reads from besides its own file `own`, or the leaves
+    /// kept as references into files that are gone.
+    async fn leaning(
+        self: &Arc<Self>,
+        by_ref: &dyn ByReference,
+        cid: &Cid,
+        size: u64,
+        own: &Path,
+    ) -> Result<Vec<String>, Broken> {
+        let leaves = match by_ref.leaf_files(cid, size).await {
+            Ok(l) => l,
+            Err(e) => {
+                // The import itself worked; where its leaves read from is unknown, so no
+                // lean is recorded. fsck's reference check covers it.
+                tracing::warn!(cid = %cid, error = %e, "could not list where the blob's leaves are kept");
+                return Ok(Vec::new());
+            }
+        };
+        let stored_root = self.paths.stored();
+        let own = own.to_path_buf();
+        let checked = blocking(move || {
+            let mut owners = std::collections::BTreeSet::new();
+            let mut gone = Vec::new();
+            for l in leaves.into_iter().filter(|l| l.file != own) {
+                match stored_digest(&stored_root, &l.file) {
+                    Some(d) if l.file.is_file() => {
+                        owners.insert(d.to_string());
+                    }
+                    _ => gone.push(l.leaf),
+                }
+            }
+            Ok((owners.into_iter().collect::<Vec<_>>(), gone))
+        })
+        .await;
+        match checked {
+            Ok((owners, gone)) if gone.is_empty() => Ok(owners),
+            Ok((_, gone)) => Err(Broken(gone)),
+            Err(_) => Ok(Vec::new()),
+        }
+    }
+
+    /// After `digest`'s record went: removes its stored file unless something still leans
+    /// on it (then the file stays until the last leaner goes), and releases the stored
+    /// files `digest` itself leaned on that nothing needs any more.
+    pub(crate) async fn release_stored(self: &Arc<Self>, digest: &Digest) -> Result<(), StoreError> {
+        let owners = {
+            let _turn = self.stored_turns.turn(digest.clone()).await;
+            let me = self.clone();
+            let d = digest.clone();
+            blocking(move || {
+                let keep = me.still_leaned_on(&d.to_string())?;
+                if keep {
+                    tracing::info!(digest = %d, "stored file kept: other DAGs read from it");
+                }
+                me.cache
+                    .remove_stored(&d, !keep)
+                    .map_err(StoreError::io(format!("removing stored {d}")))?;
+                Ok(me.index.remove_leans_by(&d.to_string())?)
+            })
+            .await?
+        };
+        for owner in owners {
+            let Ok(o) = owner.parse::<Digest>() else {
+                continue;
+            };
+            let _turn = self.stored_turns.turn(o.clone()).await;
+            let me = self.clone();
+            blocking(move || {
+                let key = o.to_string();
+                if me.index.blob(&key)?.is_none() && !me.still_leaned_on(&key)? {
+                    tracing::info!(digest = %o, "stored file released: nothing reads from it any more");
+                    me.cache
+                        .remove_stored(&o, true)
+                        .map_err(StoreError::io(format!("removing stored {o}")))?;
+                }
+                Ok(())
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether a live blob (or someone else's pin) leans on `owner`'s stored file; leans
+    /// of blobs that are gone are forgotten on the way. Blocks.
+    fn still_leaned_on(&self, owner: &str) -> Result<bool, StoreError> {
+        let mut live = false;
+        for leaner in self.index.leaners_of(owner)? {
+            if leaner.starts_with("pin:") || self.index.blob(&leaner)?.is_some() {
+                live = true;
+            } else {
+                self.index.remove_lean(owner, &leaner)?;
+            }
+        }
+        Ok(live)
+    }
+}
+
+/// Leaves kept as references into files that are gone.
+struct Broken(Vec<String>);
+
+/// The digest whose stored name `file` is, if it is one.
+pub(crate) fn stored_digest(stored_root: &Path, file: &Path) -> Option<Digest> {
+    let rel = file.strip_prefix(stored_root).ok()?;
+    let mut parts = rel.components();
+    let alg = parts.next()?.as_os_str().to_str()?;
+    let hex = parts.next()?.as_os_str().to_str()?;
+    if parts.next().is_some() {
+        return None;
+    }
+    format!("{alg}:{hex}").parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_stored_name_spells_a_digest() {
+        let root = Path::new("/d/stored");
+        let hex = "a".repeat(64);
+        let d = stored_digest(root, &root.join("sha256").join(&hex)).unwrap();
+        assert_eq!(d.to_string(), format!("sha256:{hex}"));
+        assert!(stored_digest(root, &root.join("sha256").join(&hex).join("x")).is_none());
+        assert!(stored_digest(root, &Path::new("/d/blobs/sha256").join(&hex)).is_none());
+        assert!(stored_digest(root, &root.join("sha256").join("zz")).is_none());
+    }
+}
