@@ -85,6 +85,9 @@ cpu_s() {
   sed 's/^.*) //' "/proc/$1/stat" | awk -v hz="$hz" '{ printf "%.2f", ($12 + $13 + $14 + $15) / hz }'
 }
 jget() { jq -r ".$2" <<<"$1"; }
+# Bytes a directory occupies on disk (allocated blocks, not apparent sizes).
+disk_bytes() { du -s --block-size=1 "$1" 2>/dev/null | cut -f1; }
+mb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1e6 }'; }
 
 kubo_start() {  # kubo_start DIR -> sets $api, $kubo_ma
   local dir="$1"
@@ -230,9 +233,11 @@ record_pull() {
 pull_once() {
   local variant="$1" tag="$2" d="$work/pull-$2"
   rm -rf "$d"; mkdir -p "$d"
+  local kubo0=0
   if [ "$variant" = ipcs ]; then
     kubo_start "$d/kubo"
     ipcs_start "$d/ipcs" "$api"
+    kubo0=$(disk_bytes "$d/kubo")
     cd_start "$d/cd" --content-socket "$d/ipcs/ipcs.sock"
   else
     cd_start "$d/cd" --builtin-content
@@ -253,6 +258,18 @@ pull_once() {
     record pull.containerd_hwm "$variant" "$(hwm_mib "$(cat "$d/cd/containerd.pid")")"
     record pull.cpu.containerd "$variant" "$(cpu_s "$(cat "$d/cd/containerd.pid")")"
     record pull.cpu.registry "$variant" "$(awk -v a="$reg_cpu0" -v b="$(cpu_s "$reg_pid")" 'BEGIN { printf "%.2f", b - a }')"
+    # Disk the blobs take, measured while the daemons still run: containerd's content dir
+    # for the built-in store; ipcs's data dir plus what the Kubo repo grew by for ipcs.
+    if [ "$variant" = ipcs ]; then
+      local data kubo
+      data=$(disk_bytes "$d/ipcs/data"); kubo=$(( $(disk_bytes "$d/kubo") - kubo0 ))
+      record pull.disk_data ipcs "$(mb "$data")"; record pull.disk_kubo ipcs "$(mb "$kubo")"
+      record pull.disk ipcs "$(mb $((data + kubo)))"
+      log "pull $tag disk: ipcs data dir $(mb "$data") MB + Kubo repo growth $(mb "$kubo") MB"
+    else
+      record pull.disk builtin "$(mb "$(disk_bytes "$d/cd/root/io.containerd.content.v1.content")")"
+      log "pull $tag disk: containerd content dir $(mb "$(disk_bytes "$d/cd/root/io.containerd.content.v1.content")") MB"
+    fi
     if [ "$variant" = ipcs ]; then
       record pull.ipcs_hwm ipcs "$(hwm_mib "$ipcs_pid")"
       record pull.kubo_hwm ipcs "$(hwm_mib "$(kubo_pid "$d/kubo")")"

@@ -64,6 +64,10 @@ if any(k == "pull.total" for k, _ in vals):
     row("pull total", "pull.total", "s", target=1.10)
     row("  fetch phase (registry → store)", "pull.fetch", "s")
     row("  unpack phase (ctr \"done:\")", "pull.unpack", "s")
+    if ("pull.disk", "builtin") in vals:
+        row("disk after the pull: content dir / ipcs data dir + Kubo repo growth", "pull.disk", "MB", target=1.10, d=1)
+        rows.append(("  ipcs data dir / Kubo repo growth (MB)", "",
+                     f"{cell('pull.disk_data', 'ipcs', 1)} / {cell('pull.disk_kubo', 'ipcs', 1)}", "", "", ""))
     row("  containerd peak RSS (ipcs column: with the proxy)", "pull.containerd_hwm", "MiB", ratio=False, d=1)
     rows.append(("  ipcs peak RSS (MiB)", "", cell("pull.ipcs_hwm", "ipcs", 1), "", "", ""))
     rows.append(("  Kubo peak RSS (MiB)", "", cell("pull.kubo_hwm", "ipcs", 1), "", "", ""))

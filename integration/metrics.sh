@@ -2,7 +2,9 @@
 # Metrics and health (issue 15) against real daemons: two nodes, each Kubo (peered, private
 # network) + IPFS Cluster peer + ipcs with its registry mirror + containerd 2.x
 # (integration/p2p-nodes.sh). A's ipcs serves metrics on a loopback TCP port, B's on a unix
-# socket, and B logs in JSON (IPCS_LOG_FORMAT=json).
+# socket, and B logs in JSON (IPCS_LOG_FORMAT=json). A keeps a second copy of each blob in
+# Kubo's blockstore (IPCS_FILESTORE=false), so that m4 has a cache file to lose and Kubo
+# a copy to serve; B keeps each byte once (the default).
 #
 #   integration/metrics.sh
 #
@@ -90,7 +92,7 @@ p2p_kubo_peer b a
 p2p_cluster_start a
 p2p_cluster_start b a
 p2p_cluster_wait_peers b 2 || say "cluster peer b does not see both peers yet"
-IPCS_METRICS_LISTEN="$A_METRICS" p2p_ipcs_start a
+IPCS_METRICS_LISTEN="$A_METRICS" IPCS_FILESTORE=false p2p_ipcs_start a
 # B also logs each finished RPC (debug level of ipcs::server::rpc), inside its span.
 IPCS_METRICS_LISTEN="unix://$B_METRICS" IPCS_LOG_FORMAT=json IPCS_LOG="info,ipcs::server::rpc=debug" \
   p2p_ipcs_start b

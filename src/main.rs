@@ -394,13 +394,14 @@ async fn fsck(a: FsckArgs) -> ExitCode {
         .filter(|f| !f.kind.expected_after_crash())
         .count();
     println!(
-        "fsck: blobs={} pins={} own_pins={} ingests={} cache_files={} verified={} found={} \
-         repaired={} remaining={} unexpected={} kinds={} pin_name={}",
+        "fsck: blobs={} pins={} own_pins={} ingests={} cache_files={} stored_files={} \
+         verified={} found={} repaired={} remaining={} unexpected={} kinds={} pin_name={}",
         r.blobs,
         r.pins,
         r.own_pins,
         r.ingests,
         r.cache_files,
+        r.stored_files,
         r.verified,
         r.findings.len(),
         r.repaired(),

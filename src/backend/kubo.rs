@@ -284,12 +284,7 @@ impl ByReference for KuboBackend {
     }
 
     fn drop_blocks<'a>(&'a self, cids: &'a [String]) -> BoxFut<'a, ()> {
-        Box::pin(async move {
-            for cid in cids {
-                self.kubo.block_rm(cid).await?;
-            }
-            Ok(())
-        })
+        Box::pin(self.kubo.block_rm(cids))
     }
 
     fn broken_references<'a>(

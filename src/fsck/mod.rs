@@ -41,6 +41,7 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+mod stored;
 #[cfg(test)]
 mod tests;
 
@@ -66,6 +67,12 @@ pub enum FindingKind {
     CacheStale,
     CacheCorrupt,
     TempDebris,
+    /// A stored file (a blob kept once) that no record or lean explains.
+    StoredStale,
+    /// A recorded blob's stored file that is not its bytes (size, or digest with --verify).
+    StoredCorrupt,
+    /// A backend reference into a recorded blob's stored file that does not read back.
+    BrokenReference,
 }
 
 impl FindingKind {
@@ -81,6 +88,9 @@ impl FindingKind {
             FindingKind::CacheStale => "cache-stale",
             FindingKind::CacheCorrupt => "cache-corrupt",
             FindingKind::TempDebris => "temp-debris",
+            FindingKind::StoredStale => "stored-stale",
+            FindingKind::StoredCorrupt => "stored-corrupt",
+            FindingKind::BrokenReference => "broken-reference",
         }
     }
 
@@ -100,10 +110,15 @@ impl FindingKind {
             | FindingKind::IngestDirWithoutRecord
             // Delete killed between the index write and the cache removal.
             | FindingKind::CacheStale
+            // Commit killed between linking the stored file and the index write, or
+            // Delete between the index write and the file's removal.
+            | FindingKind::StoredStale
             | FindingKind::TempDebris => true,
-            FindingKind::LostDag | FindingKind::UnreadableDag | FindingKind::CacheCorrupt => {
-                false
-            }
+            FindingKind::LostDag
+            | FindingKind::UnreadableDag
+            | FindingKind::CacheCorrupt
+            | FindingKind::StoredCorrupt
+            | FindingKind::BrokenReference => false,
         }
     }
 }
@@ -132,6 +147,8 @@ pub struct FsckReport {
     pub own_pins: u64,
     pub ingests: u64,
     pub cache_files: u64,
+    /// Files under `stored/` (blobs kept once).
+    pub stored_files: u64,
     /// DAGs read back and hashed (`--verify`).
     pub verified: u64,
     pub pin_name: String,
@@ -205,7 +222,10 @@ async fn check_with(
     opts: FsckOptions,
     progress: Option<Progress>,
 ) -> Result<FsckReport, StoreError> {
-    let paths = DataPaths::new(&config.data_dir);
+    // Real paths, as a backend that keeps references records them.
+    let paths = DataPaths::new(
+        &std::fs::canonicalize(&config.data_dir).unwrap_or_else(|_| config.data_dir.clone()),
+    );
     let p = paths.clone();
     let index = blocking(move || {
         if !p.index().exists() {
@@ -374,6 +394,7 @@ impl Fsck {
         })
         .await?;
         self.check_ingests().await?;
+        self.check_stored(&by_digest).await?;
         self.check_cache(by_digest).await?;
         self.check_tmp().await
     }
@@ -448,10 +469,14 @@ impl Fsck {
                 updated_at: t,
             };
             let (index, paths, r) = (self.index.clone(), self.paths.clone(), ing.ingest_ref);
+            // Kept once, the pin references the stored name: the file must be there.
+            let dest = match self.backend.by_reference() {
+                Some(_) => paths.stored_blob(&digest),
+                None => paths.cached_blob(&digest),
+            };
             // The same transaction a live commit uses: record in, ingest record out.
             let kept = blocking(move || {
                 index.commit_blob(&record, Some(&r))?;
-                let dest = paths.cached_blob(&digest);
                 let kept = dest
                     .parent()
                     .is_some_and(|d| std::fs::create_dir_all(d).is_ok())
@@ -461,7 +486,7 @@ impl Fsck {
             })
             .await?;
             self.settle(repaired(if kept {
-                "commit finished: digest → CID recorded, file kept as the cached copy"
+                "commit finished: digest → CID recorded, file kept as the blob's copy"
             } else {
                 "commit finished: digest → CID recorded"
             }));
@@ -559,14 +584,26 @@ impl Fsck {
     /// that, unpins the broken DAG and forgets the blob so containerd fetches it again.
     async fn restore_or_drop(&mut self, rec: &BlobRecord) -> Result<Outcome, StoreError> {
         let digest = rec.digest.clone();
+        let stored = self.paths.stored_blob(&digest);
         let cached = self.paths.cached_blob(&digest);
-        let (c, alg, size) = (cached.clone(), digest.algorithm(), rec.size);
+        let (s, c, alg, size) = (stored.clone(), cached.clone(), digest.algorithm(), rec.size);
         let good = blocking(move || {
-            Ok(matches!(hash_file(&c, alg), Some((d, n)) if n == size && d == digest))
+            let good = |p: &Path| matches!(hash_file(p, alg), Some((d, n)) if n == size && d == digest);
+            Ok(if good(&s) {
+                Some(s)
+            } else if good(&c) {
+                Some(c)
+            } else {
+                None
+            })
         })
         .await?;
-        if good {
-            match self.backend.add_file(&cached, rec.size).await {
+        if let Some(file) = good {
+            let imported = match self.backend.by_reference() {
+                Some(by_ref) if file == stored => by_ref.keep_file(&file, rec.size).await,
+                _ => self.backend.add_file(&file, rec.size).await,
+            };
+            match imported {
                 Ok(cid) if cid == rec.cid => {
                     return Ok(repaired("re-imported from the cache"));
                 }
@@ -584,10 +621,14 @@ impl Fsck {
         if let Err(e) = self.backend.unpin(&rec.cid).await {
             return Ok(Outcome::Failed(e.to_string()));
         }
-        let (index, key, path) = (self.index.clone(), rec.digest.to_string(), cached);
+        let (index, key) = (self.index.clone(), rec.digest.to_string());
         blocking(move || {
             index.remove_blob(&key)?;
-            remove_path(&path).map_err(StoreError::io(format!("removing {}", path.display())))
+            for path in [cached, stored] {
+                remove_path(&path)
+                    .map_err(StoreError::io(format!("removing {}", path.display())))?;
+            }
+            Ok(())
         })
         .await?;
         Ok(repaired(

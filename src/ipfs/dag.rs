@@ -98,7 +98,7 @@ fn offline(mut q: Vec<(&'static str, String)>) -> Vec<(&'static str, String)> {
 }
 
 impl KuboClient {
-    fn api_error(&self, op: &'static str, message: impl Into<String>) -> KuboError {
+    pub(super) fn api_error(&self, op: &'static str, message: impl Into<String>) -> KuboError {
         KuboError::Api {
             addr: self.base.clone(),
             op,

@@ -127,6 +127,14 @@ struct PinLsBody {
 }
 
 #[derive(Deserialize)]
+struct BlockRmLine {
+    #[serde(rename = "Hash", default)]
+    hash: String,
+    #[serde(rename = "Error", default)]
+    error: String,
+}
+
+#[derive(Deserialize)]
 struct RepoSizeBody {
     #[serde(rename = "RepoSize")]
     repo_size: u64,
@@ -786,7 +794,7 @@ impl KuboClient {
             Ok(())
         })
         .await?;
-        let _ = self.block_rm(&cid).await;
+        let _ = self.block_rm(std::slice::from_ref(&cid)).await;
         let problem = match (seen, bad) {
             (0, _) => Some(format!("{cid} was stored as a copy, not as a reference")),
             (_, b) => b,
@@ -876,15 +884,33 @@ impl KuboClient {
         .await
     }
 
-    /// Removes blocks (`block rm --force`): a filestore reference whose file is gone goes
-    /// with its key. Blocks that are absent are not an error.
-    pub async fn block_rm(&self, cid: &str) -> Result<(), KuboError> {
+    /// Removes blocks (`block rm --force`), in batches: a filestore reference whose file
+    /// is gone goes with its key. Blocks that are absent are not an error; a block Kubo
+    /// refuses (pinned) is, naming Kubo's reason.
+    pub async fn block_rm(&self, cids: &[String]) -> Result<(), KuboError> {
         let op = "block rm";
-        let query = [("arg", cid.to_string()), ("force", "true".to_string())];
-        let resp = self
-            .call(op, "block/rm", &query, Some(self.timeout), None)
+        for batch in cids.chunks(256) {
+            let mut query: Vec<(&str, String)> = batch.iter().map(|c| ("arg", c.clone())).collect();
+            query.push(("force", "true".to_string()));
+            let resp = self
+                .call(op, "block/rm", &query, Some(self.timeout), None)
+                .await?;
+            let mut refused = Vec::new();
+            self.each_json_line(op, self.timeout, resp, |l: BlockRmLine| {
+                if !l.error.is_empty() {
+                    refused.push(format!("{}: {}", l.hash, l.error));
+                }
+                Ok(())
+            })
             .await?;
-        self.body_checked(op, resp, self.timeout).await.map(|_| ())
+            if let Some(first) = refused.first() {
+                return Err(self.api_error(
+                    op,
+                    format!("{} blocks not removed, first {first}", refused.len()),
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// The name of `cid`'s recursive pin: None if Kubo's answer does not list it, Some("")

@@ -190,7 +190,7 @@ impl Inner {
 struct Broken(Vec<String>);
 
 /// The digest whose stored name `file` is, if it is one.
-pub(crate) fn stored_digest(stored_root: &Path, file: &Path) -> Option<Digest> {
+pub fn stored_digest(stored_root: &Path, file: &Path) -> Option<Digest> {
     let rel = file.strip_prefix(stored_root).ok()?;
     let mut parts = rel.components();
     let alg = parts.next()?.as_os_str().to_str()?;

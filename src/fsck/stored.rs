@@ -1,0 +1,118 @@
+//! fsck's checks of blobs kept once (`stored/<alg>/<hex>`, the only copy, which the
+//! backend references): a stored file no record or lean explains is stale (a commit or a
+//! delete a crash cut short) and is removed on repair; a recorded blob's stored file of
+//! the wrong size, or (`--verify`) not hashing to its digest, is corrupt: the blob is
+//! re-imported from a good copy or dropped, as for an unreadable DAG. With `--verify`,
+//! the backend's references into recorded blobs' stored files are read back too
+//! (`filestore verify`); a broken one is reported (the blob's own DAG check repairs it).
+use crate::digest::Digest;
+use crate::fsck::{hash_file, Fsck, FindingKind};
+use crate::store::{blocking, StoreError};
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+impl Fsck {
+    pub(super) async fn check_stored(
+        &mut self,
+        records: &HashMap<String, u64>,
+    ) -> Result<(), StoreError> {
+        let root = self.paths.stored();
+        let verify = self.opts.verify;
+        let (index, recs) = (self.index.clone(), records.clone());
+        let (count, stale, corrupt, leaned) = blocking(move || {
+            let leaned: HashSet<String> = index.leans()?.into_iter().map(|(o, _)| o).collect();
+            let mut stale: Vec<(PathBuf, String)> = Vec::new();
+            let mut corrupt: Vec<(String, String)> = Vec::new();
+            let mut count = 0u64;
+            let Ok(algs) = std::fs::read_dir(&root) else {
+                return Ok((0, stale, corrupt, leaned));
+            };
+            for alg_dir in algs.flatten() {
+                let alg = alg_dir.file_name().to_string_lossy().to_string();
+                let Ok(files) = std::fs::read_dir(alg_dir.path()) else {
+                    continue;
+                };
+                for f in files.flatten() {
+                    count += 1;
+                    let path = f.path();
+                    let key = format!("{alg}:{}", f.file_name().to_string_lossy());
+                    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
+                    let Ok(d) = key.parse::<Digest>() else {
+                        stale.push((path, "not a digest".into()));
+                        continue;
+                    };
+                    match recs.get(&key) {
+                        None if leaned.contains(&key) => {}
+                        None => stale.push((path, "no blob record, nothing reads from it".into())),
+                        Some(size) if *size != len => {
+                            corrupt.push((key, format!("{len} bytes, record says {size}")))
+                        }
+                        Some(_) if verify => {
+                            if let Some((got, _)) = hash_file(&path, d.algorithm()) {
+                                if got != d {
+                                    corrupt.push((key, format!("content hashes to {got}")));
+                                }
+                            }
+                        }
+                        Some(_) => {}
+                    }
+                }
+            }
+            Ok((count, stale, corrupt, leaned))
+        })
+        .await?;
+        self.report.stored_files = count;
+        for (path, detail) in stale {
+            self.found(FindingKind::StoredStale, path.display().to_string(), detail);
+            self.remove_if_repairing(path).await?;
+        }
+        for (key, detail) in corrupt {
+            self.found(FindingKind::StoredCorrupt, key.clone(), detail);
+            if self.opts.repair {
+                let index = self.index.clone();
+                let k = key.clone();
+                if let Some(rec) = blocking(move || Ok(index.blob(&k)?)).await? {
+                    let o = self.restore_or_drop(&rec).await?;
+                    self.settle(o);
+                }
+            }
+        }
+        if verify {
+            self.broken_references(records, &leaned).await?;
+        }
+        Ok(())
+    }
+
+    /// References into the stored files of recorded (or leaned-on) blobs that the backend
+    /// cannot read back. References into other files (a blob deleted since, a commit that
+    /// never finished) are unpinned garbage for the backend's own GC, not findings.
+    async fn broken_references(
+        &mut self,
+        records: &HashMap<String, u64>,
+        leaned: &HashSet<String>,
+    ) -> Result<(), StoreError> {
+        let Some(by_ref) = self.backend.by_reference() else {
+            return Ok(());
+        };
+        let root = self.paths.stored();
+        let deadline = self.backend.transfer_timeout(records.values().sum());
+        let broken = by_ref
+            .broken_references(&root, deadline)
+            .await
+            .map_err(StoreError::ipfs("checking the filestore's references"))?;
+        for b in broken {
+            let owner = crate::store::stored_digest(&root, std::path::Path::new(&b.path));
+            let Some(owner) = owner.map(|d| d.to_string()) else {
+                continue;
+            };
+            if records.contains_key(&owner) || leaned.contains(&owner) {
+                self.found(
+                    FindingKind::BrokenReference,
+                    b.cid,
+                    format!("{} at {}: {}", b.path, b.offset, b.problem),
+                );
+            }
+        }
+        Ok(())
+    }
+}
