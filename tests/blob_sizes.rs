@@ -88,7 +88,12 @@ async fn reads_fetch_from_kubo_when_not_cached() {
     // hashed and checked before any byte is served.
     let ipcs = Ipcs::start_with(
         kubo_api(),
-        vec![("IPCS_CACHE_MAX_BYTES".into(), "0".into())],
+        // Two copies (filestore = false): a committed blob is a cache copy that the 0-byte
+        // bound evicts, so reads must fetch it from Kubo (as for blobs from peers).
+        vec![
+            ("IPCS_CACHE_MAX_BYTES".into(), "0".into()),
+            ("IPCS_FILESTORE".into(), "false".into()),
+        ],
     )
     .await;
     let mut c = ipcs.content().await;

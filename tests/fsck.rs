@@ -11,6 +11,15 @@ use std::process::Command;
 use tonic::Code;
 
 fn fsck(ipcs: &Ipcs, api: &str, args: &[&str]) -> (i32, String) {
+    fsck_with(ipcs, api, args, true)
+}
+
+/// fsck of a store that keeps two copies (`filestore = false`).
+fn fsck_copy(ipcs: &Ipcs, api: &str, args: &[&str]) -> (i32, String) {
+    fsck_with(ipcs, api, args, false)
+}
+
+fn fsck_with(ipcs: &Ipcs, api: &str, args: &[&str], filestore: bool) -> (i32, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_ipcs"))
         .arg("fsck")
         .arg("--data-dir")
@@ -19,6 +28,7 @@ fn fsck(ipcs: &Ipcs, api: &str, args: &[&str]) -> (i32, String) {
         .arg(api)
         .args(args)
         .env_remove("IPCS_CONFIG")
+        .env("IPCS_FILESTORE", filestore.to_string())
         .output()
         .unwrap();
     let text = format!(
@@ -43,7 +53,14 @@ fn cache_file(data: &Path, d: &str) -> std::path::PathBuf {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn fsck_finds_and_repairs_each_inconsistency() {
     let kubo = KuboNode::start();
-    let mut ipcs = Ipcs::start_with(kubo.api.clone(), vec![]).await;
+    // Copy semantics: this scenario loses blocks from Kubo (unpin + gc) and re-imports
+    // them from cache files; kept-once stores are covered by tests/kept_once.rs and
+    // src/fsck/tests.rs.
+    let mut ipcs = Ipcs::start_with(
+        kubo.api.clone(),
+        vec![("IPCS_FILESTORE".into(), "false".into())],
+    )
+    .await;
     let mut c = ipcs.content().await;
     let blobs: Vec<Vec<u8>> = (0..6)
         .map(|i| random_bytes(300_000 + i * 1000, 700 + i as u64))
@@ -65,7 +82,7 @@ async fn fsck_finds_and_repairs_each_inconsistency() {
     tokio::time::sleep(std::time::Duration::from_millis(200)).await;
 
     // The running server holds the index: fsck refuses, clearly.
-    let (code, out) = fsck(&ipcs, &kubo.api, &[]);
+    let (code, out) = fsck_copy(&ipcs, &kubo.api, &[]);
     assert_eq!(code, 2, "{out}");
     assert!(
         out.contains("ipcs serve") && out.contains("running"),
@@ -74,7 +91,7 @@ async fn fsck_finds_and_repairs_each_inconsistency() {
 
     drop(c);
     ipcs.kill9();
-    let (code, out) = fsck(&ipcs, &kubo.api, &["--verify"]);
+    let (code, out) = fsck_copy(&ipcs, &kubo.api, &["--verify"]);
     assert_eq!(code, 0, "a fresh store is clean: {out}");
     assert!(summary(&out).contains("found=0"), "{out}");
     assert!(summary(&out).contains("verified=6"), "{out}");
@@ -140,7 +157,7 @@ async fn fsck_finds_and_repairs_each_inconsistency() {
     std::fs::write(ipcs.data.join("tmp/fetch-abc"), b"x").unwrap();
 
     // Check only: everything reported, nothing changed.
-    let (code, out) = fsck(&ipcs, &kubo.api, &["--verify"]);
+    let (code, out) = fsck_copy(&ipcs, &kubo.api, &["--verify"]);
     assert_eq!(code, 1, "{out}");
     let s = summary(&out);
     for kind in [
@@ -166,7 +183,7 @@ async fn fsck_finds_and_repairs_each_inconsistency() {
     );
 
     // Repair: the lost DAG with a cache copy is re-imported, without one it is dropped.
-    let (code, out) = fsck(&ipcs, &kubo.api, &["--repair", "--verify"]);
+    let (code, out) = fsck_copy(&ipcs, &kubo.api, &["--repair", "--verify"]);
     assert_eq!(code, 0, "{out}");
     assert!(summary(&out).contains("remaining=0"), "{out}");
     assert!(out.contains("re-pinned from local blocks"), "{out}");
@@ -187,7 +204,7 @@ async fn fsck_finds_and_repairs_each_inconsistency() {
         !pins.contains(&orphan) && !pins.contains(&cid(3)),
         "orphans unpinned"
     );
-    let (code, out) = fsck(&ipcs, &kubo.api, &["--verify"]);
+    let (code, out) = fsck_copy(&ipcs, &kubo.api, &["--verify"]);
     assert_eq!(code, 0, "clean after repair: {out}");
     assert!(summary(&out).contains("found=0"), "{out}");
 

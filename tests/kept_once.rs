@@ -42,7 +42,10 @@ fn status_text(ipcs: &Ipcs) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
 
-async fn delete(c: &mut ipcs::server::proto::content_client::ContentClient<tonic::transport::Channel>, d: &str) {
+async fn delete(
+    c: &mut ipcs::server::proto::content_client::ContentClient<tonic::transport::Channel>,
+    d: &str,
+) {
     c.delete(DeleteContentRequest {
         digest: d.to_string(),
     })
@@ -76,7 +79,11 @@ async fn committed_blobs_are_references_into_their_stored_file() {
         assert_eq!(cid, &expected_cid(data), "same CID as a plain ipfs add");
         // Kubo serves it (to `cat` here, to peers over bitswap) from the stored file.
         assert_eq!(ipfs(&["cat", cid], None).unwrap(), *data);
-        assert_eq!(read_range(&mut c, d, 0, 0).await.unwrap(), *data, "read through ipcs");
+        assert_eq!(
+            read_range(&mut c, d, 0, 0).await.unwrap(),
+            *data,
+            "read through ipcs"
+        );
     }
     let text = status_text(&ipcs);
     assert!(text.contains("blobs kept:  once"), "{text}");
@@ -164,7 +171,11 @@ async fn references_into_a_missing_file_are_repaired_at_the_next_import() {
     let d = put_blob(&mut c, "repair", &data).await.unwrap();
     let cid = ipcs.cids().await[d.as_str()].clone();
     let stored = stored_file(&ipcs.data, &d);
-    assert_eq!(references_into(&stored), 4, "every leaf now reads from ipcs's file");
+    assert_eq!(
+        references_into(&stored),
+        4,
+        "every leaf now reads from ipcs's file"
+    );
     assert_eq!(ipfs(&["cat", &cid], None).unwrap(), data);
 }
 
@@ -206,4 +217,50 @@ async fn a_data_dir_outside_the_filestore_root_is_refused_with_kubos_reason() {
     let mut ok =
         Ipcs::start_with(kubo_api(), vec![("IPCS_FILESTORE".into(), "false".into())]).await;
     assert!(ok.is_running());
+}
+
+/// The same, but the references into the missing file belong to another DAG someone else
+/// pinned (a longer file sharing the first chunks; another store on this Kubo, or a data
+/// dir wiped while its pins stayed): Kubo refuses to drop them. The commit still succeeds
+/// and ipcs serves the blob from its own file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn references_pinned_by_someone_else_do_not_fail_the_commit() {
+    let ipcs = Ipcs::start().await;
+    let mut c = ipcs.content().await;
+    let data = random_bytes(2 * CHUNK, 1731);
+    let longer = [data.clone(), random_bytes(CHUNK + 9, 1732)].concat();
+    let dir = tempfile::Builder::new()
+        .prefix("ipcs-gone-pinned-")
+        .tempdir_in("/tmp")
+        .unwrap();
+    let gone = dir.path().join("gone");
+    std::fs::write(&gone, &longer).unwrap();
+    let out = ipfs(
+        &[
+            "add",
+            "-Q",
+            "--nocopy",
+            "--raw-leaves",
+            "--cid-version=1",
+            "--pin=true",
+            gone.to_str().unwrap(),
+        ],
+        None,
+    )
+    .unwrap();
+    let theirs = String::from_utf8_lossy(&out).trim().to_string();
+    std::fs::remove_file(&gone).unwrap();
+
+    let d = put_blob(&mut c, "held", &data).await.unwrap();
+    assert_eq!(read_range(&mut c, &d, 0, 0).await.unwrap(), data);
+    assert!(
+        ipcs.log_text().contains("held by another pin"),
+        "{}",
+        ipcs.log_text()
+    );
+    assert!(
+        is_pinned(&ipcs.cids().await[d.as_str()]),
+        "the blob stays pinned"
+    );
+    ipfs(&["pin", "rm", &theirs], None).ok();
 }

@@ -36,7 +36,8 @@ async fn ipfs_urls_in_manifests_let_a_node_adopt_verified_blobs() {
     let dg = put_blob(&mut ca, "a/good", &good).await.unwrap();
     let dother = put_blob(&mut ca, "a/other", &other).await.unwrap();
     let cids = a.cids().await;
-    drop(a);
+    // A stays up: kept once, its stored files are the bytes Kubo serves to B.
+    let _a = a;
 
     // Node B (same IPFS network, empty store) learns locations from a manifest: one right,
     // one pointing a digest at the wrong content. Its metrics count each adoption's outcome.
@@ -150,7 +151,8 @@ async fn a_manifest_from_peers_brings_its_layers_without_being_asked() {
     let image = manifest_with_urls(&[(&d1, l1.len(), &cids[&d1]), (&d2, l2.len(), &cids[&d2])]);
     let dimage = put_blob(&mut ca, "a/image", &image).await.unwrap();
     let cimage = a.cids().await[&dimage].clone();
-    drop(a);
+    // A stays up: kept once, its stored files are the bytes Kubo serves to B.
+    let _a = a;
 
     // B only learns where the image manifest is; the manifest then names its layers.
     let b = Ipcs::start().await;

@@ -273,7 +273,13 @@ impl BlobBackend for MemoryBackend {
     fn disk_usage(&self) -> BoxFut<'_, u64> {
         Box::pin(async move {
             self.enter("disk_usage")?;
-            Ok(self.dags.lock().unwrap().values().map(|b| b.len() as u64).sum())
+            Ok(self
+                .dags
+                .lock()
+                .unwrap()
+                .values()
+                .map(|b| b.len() as u64)
+                .sum())
         })
     }
 

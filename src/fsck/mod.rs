@@ -588,7 +588,8 @@ impl Fsck {
         let cached = self.paths.cached_blob(&digest);
         let (s, c, alg, size) = (stored.clone(), cached.clone(), digest.algorithm(), rec.size);
         let good = blocking(move || {
-            let good = |p: &Path| matches!(hash_file(p, alg), Some((d, n)) if n == size && d == digest);
+            let good =
+                |p: &Path| matches!(hash_file(p, alg), Some((d, n)) if n == size && d == digest);
             Ok(if good(&s) {
                 Some(s)
             } else if good(&c) {

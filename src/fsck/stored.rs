@@ -6,7 +6,7 @@
 //! the backend's references into recorded blobs' stored files are read back too
 //! (`filestore verify`); a broken one is reported (the blob's own DAG check repairs it).
 use crate::digest::Digest;
-use crate::fsck::{hash_file, Fsck, FindingKind};
+use crate::fsck::{hash_file, FindingKind, Fsck};
 use crate::store::{blocking, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -165,3 +165,40 @@ async fn verify_progress_starts_at_zero_and_ends_at_the_total() {
     assert!(told[1] == (11, 33) || told[1] == (22, 33), "{told:?}");
     assert_eq!(told[2], (33, 33));
 }
+
+#[tokio::test]
+async fn stored_files_no_record_or_lean_explains_are_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, backend) = open(dir.path()).await;
+    let kept = put(&store, "a", b"recorded").await.unwrap();
+    drop(store);
+    let paths = crate::data::DataPaths::new(&dir.path().canonicalize().unwrap());
+    let write = |d: &crate::digest::Digest, bytes: &[u8]| {
+        let p = paths.stored_blob(d);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, bytes).unwrap();
+        p
+    };
+    let recorded = write(&kept, b"recorded");
+    let wrong_size = b"recorded but longer".to_vec();
+    let stale = write(&digest_of(b"no record"), b"no record");
+    let leaned = write(&digest_of(b"leaned on"), b"leaned on");
+    let index = crate::index::Index::open(&paths.index()).unwrap();
+    index
+        .add_leans(&kept.to_string(), &[digest_of(b"leaned on").to_string()])
+        .unwrap();
+    drop(index);
+
+    let found = fsck(dir.path(), &backend, false).await;
+    assert_eq!(kinds(&found), vec![FindingKind::StoredStale], "{found:?}");
+    assert_eq!(found.stored_files, 3);
+    let fixed = fsck(dir.path(), &backend, true).await;
+    assert_eq!(fixed.remaining(), 0);
+    assert!(!stale.exists(), "stale stored file removed");
+    assert!(leaned.exists() && recorded.exists());
+
+    // A recorded blob's stored file that is not its bytes is corrupt, not stale.
+    std::fs::write(&recorded, &wrong_size).unwrap();
+    let found = fsck(dir.path(), &backend, false).await;
+    assert_eq!(kinds(&found), vec![FindingKind::StoredCorrupt], "{found:?}");
+}

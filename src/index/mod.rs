@@ -1,8 +1,8 @@
 //! The embedded metadata index: digest → CID, size, labels, timestamps; and the records
 //! of in-progress ingests. Backed by redb (ACID, fsync on every commit), so a record is
 //! either durably there or not at all. All calls block: callers use `spawn_blocking`.
-mod records;
 mod leans;
+mod records;
 mod tables;
 
 pub use records::{BlobRecord, IngestRecord, UnixNanos};

@@ -383,11 +383,7 @@ impl KuboClient {
     /// here because the body's end is not known yet: the caller bounds the wait once it
     /// is. Kubo pins only after the whole body has arrived, so a body that fails, or a
     /// request dropped before the body ends, leaves nothing pinned.
-    pub async fn add_stream<S>(
-        &self,
-        body: S,
-        opts: &ImportOptions,
-    ) -> Result<String, KuboError>
+    pub async fn add_stream<S>(&self, body: S, opts: &ImportOptions) -> Result<String, KuboError>
     where
         S: futures::TryStream + Send + 'static,
         S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,

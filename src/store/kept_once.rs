@@ -62,10 +62,23 @@ impl Inner {
                 tracing::warn!(digest = %digest, blocks = gone.len(), "import met references to missing files; dropping them and importing again");
                 let backend = &self.backend;
                 backend.unpin(&cid).await.map_err(StoreError::ipfs(ctx()))?;
-                by_ref
-                    .drop_blocks(&gone)
-                    .await
-                    .map_err(StoreError::ipfs(ctx()))?;
+                if let Err(e) = by_ref.drop_blocks(&gone).await {
+                    // Another pin (another store on this Kubo, a data dir wiped while its
+                    // pins stayed) holds those blocks: Kubo keeps them as they are. The
+                    // blob is still whole here (ipcs serves its own file); Kubo cannot
+                    // serve those blocks to peers until that pin goes (fsck reports it).
+                    // Pinned again the way the first import pinned it: `pin add` would
+                    // read those blocks and fail.
+                    let cid = by_ref
+                        .keep_file(&stored, size)
+                        .await
+                        .map_err(StoreError::ipfs(ctx()))?;
+                    tracing::warn!(digest = %digest, blocks = gone.len(), error = %e, "blocks read from missing files are held by another pin; kept as they are");
+                    return Ok(Kept {
+                        cid,
+                        leans_on: Vec::new(),
+                    });
+                }
                 let cid = by_ref
                     .keep_file(&stored, size)
                     .await
@@ -114,10 +127,13 @@ impl Inner {
             let mut gone = Vec::new();
             for l in leaves.into_iter().filter(|l| l.file != own) {
                 match stored_digest(&stored_root, &l.file) {
-                    Some(d) if l.file.is_file() => {
+                    _ if !l.file.is_file() => gone.push(l.leaf),
+                    Some(d) => {
                         owners.insert(d.to_string());
                     }
-                    _ => gone.push(l.leaf),
+                    // Another store's file on the same Kubo (or one added by hand): it is
+                    // readable, and not this store's to keep or remove.
+                    None => {}
                 }
             }
             Ok((owners.into_iter().collect::<Vec<_>>(), gone))
@@ -133,7 +149,10 @@ impl Inner {
     /// After `digest`'s record went: removes its stored file unless something still leans
     /// on it (then the file stays until the last leaner goes), and releases the stored
     /// files `digest` itself leaned on that nothing needs any more.
-    pub(crate) async fn release_stored(self: &Arc<Self>, digest: &Digest) -> Result<(), StoreError> {
+    pub(crate) async fn release_stored(
+        self: &Arc<Self>,
+        digest: &Digest,
+    ) -> Result<(), StoreError> {
         let owners = {
             let _turn = self.stored_turns.turn(digest.clone()).await;
             let me = self.clone();

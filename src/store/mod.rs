@@ -36,8 +36,8 @@ pub(crate) mod testkit;
 mod tests;
 
 pub use error::{blocking, StoreError};
-pub use kept_once::stored_digest;
 pub use hooks::{Distribution, Standalone};
+pub use kept_once::stored_digest;
 pub use open_verified::VerifiedBlob;
 pub use reader::BlobStream;
 pub use rules::MAX_MANIFEST_BYTES;
