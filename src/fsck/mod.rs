@@ -26,6 +26,10 @@
 //! - an ingest directory without a record, a temp file → delete.
 //! - a cache file without a record, of the wrong size, or (`--verify`) not hashing to its
 //!   name → delete (the cache is only a copy; IPFS is the source of truth).
+//! - blobs kept once (`stored.rs`): a stored file no record or lean explains → delete; a
+//!   recorded blob's stored file of the wrong size or (`--verify`) content → re-import
+//!   from a good copy, else drop the record; (`--verify`) a reference Kubo cannot read back
+//!   into a recorded blob's stored file → reported.
 //!
 //! The store must be stopped: the index is opened directly and redb's exclusive lock makes
 //! a second opener fail, which is reported as "is `ipcs serve` running?".
