@@ -11,8 +11,8 @@
 #   3. the cluster REST API's pin add and pin rm -> EACCES; the pinset is unchanged;
 #   4. connect to the ipcs socket -> EACCES; read the data dir (cache, mirror secret) or
 #      Kubo's repo -> EACCES.
-# Then, as root, the same node pulls again with the registry stopped, so through the
-# mirror only: containerd 2.x sends the hosts.toml header (integration/p2p.sh shows the
+# Then, as root, the same node pulls again with the registry stopped (a second namespace
+# holds the blobs), so through the mirror only: containerd 2.x sends the hosts.toml header (integration/p2p.sh shows the
 # same for 1.6); and `ipcs fsck --verify` of the stopped store is clean.
 #
 # The refusals must come from the deployment's own modes, not from the test's mktemp
@@ -236,12 +236,17 @@ check_ipcs_socket_refused() {
   expect_refused_socket "ipcs socket" "$node/ipcs.sock" || return 1
   last_log="$logs/ipcs-blobs-as-user.log"
   if as_user "$IPCS" blobs --socket "$node/ipcs.sock" >"$last_log" 2>&1; then say "ipcs blobs worked as $USER_"; return 1; fi
-  # Whole blobs sit in the cache and Kubo's blockstore: neither directory opens.
-  if as_user ls "$node/data/cache" >/dev/null 2>&1; then say "$USER_ lists the blob cache"; return 1; fi
+  # Whole blobs sit in the stored files, the cache and Kubo's blockstore: none opens.
+  if as_user ls "$node/data/stored" >/dev/null 2>&1; then say "$USER_ lists the stored blobs"; return 1; fi
+  if as_user ls "$node/data/blobs" >/dev/null 2>&1; then say "$USER_ lists the blob cache"; return 1; fi
   if as_user ls "$node/kubo/blocks" >/dev/null 2>&1; then say "$USER_ lists Kubo's blocks"; return 1; fi
 }
 
 check_root_still_works() {
+  # A second namespace keeps the blobs in ipcs: kept once (the default), a blob containerd
+  # deletes is gone from this node, and with one node and the registry down nothing else
+  # has it. The pull below then resolves the tag through the mirror only.
+  P2P_NS="$NS-keep" pull pull-root-keep || return 1
   logged rm-small ctr 120 images rm --sync "$SMALL" || return 1
   "$root/integration/images/registry.sh" stop "$reg_dir" >/dev/null 2>&1
   if curl -fsS -m 2 "http://$reg/v2/" >/dev/null 2>&1; then say "the registry still answers"; return 1; fi
