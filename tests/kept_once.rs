@@ -33,6 +33,25 @@ fn references_into(path: &Path) -> usize {
         .count()
 }
 
+/// `ipfs add --nocopy` of `path` (a file under the test Kubo's filestore root), as someone
+/// other than ipcs would: Kubo records references to it. Returns the CID.
+fn add_by_reference(path: &Path, pin: bool) -> String {
+    let out = ipfs(
+        &[
+            "add",
+            "-Q",
+            "--nocopy",
+            "--raw-leaves",
+            "--cid-version=1",
+            &format!("--pin={pin}"),
+            path.to_str().unwrap(),
+        ],
+        None,
+    )
+    .unwrap();
+    String::from_utf8_lossy(&out).trim().to_string()
+}
+
 fn status_text(ipcs: &Ipcs) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_ipcs"))
         .args(["status", "--socket"])
@@ -152,20 +171,7 @@ async fn references_into_a_missing_file_are_repaired_at_the_next_import() {
         .unwrap();
     let gone = dir.path().join("gone");
     std::fs::write(&gone, &data).unwrap();
-    let out = ipfs(
-        &[
-            "add",
-            "-Q",
-            "--nocopy",
-            "--raw-leaves",
-            "--cid-version=1",
-            "--pin=false",
-            gone.to_str().unwrap(),
-        ],
-        None,
-    )
-    .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out).trim(), expected_cid(&data));
+    assert_eq!(add_by_reference(&gone, false), expected_cid(&data));
     std::fs::remove_file(&gone).unwrap();
 
     let d = put_blob(&mut c, "repair", &data).await.unwrap();
@@ -235,20 +241,7 @@ async fn references_pinned_by_someone_else_do_not_fail_the_commit() {
         .unwrap();
     let gone = dir.path().join("gone");
     std::fs::write(&gone, &longer).unwrap();
-    let out = ipfs(
-        &[
-            "add",
-            "-Q",
-            "--nocopy",
-            "--raw-leaves",
-            "--cid-version=1",
-            "--pin=true",
-            gone.to_str().unwrap(),
-        ],
-        None,
-    )
-    .unwrap();
-    let theirs = String::from_utf8_lossy(&out).trim().to_string();
+    let theirs = add_by_reference(&gone, true);
     std::fs::remove_file(&gone).unwrap();
 
     let d = put_blob(&mut c, "held", &data).await.unwrap();

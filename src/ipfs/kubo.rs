@@ -817,23 +817,6 @@ impl KuboClient {
         }
     }
 
-    /// Every filestore reference (`filestore ls`: no file is read), fed to `f`.
-    pub async fn filestore_ls(
-        &self,
-        deadline: Duration,
-        mut f: impl FnMut(FilestoreEntry),
-    ) -> Result<u64, KuboError> {
-        let op = "filestore ls";
-        let resp = self
-            .call(op, "filestore/ls", &[], Some(deadline), None)
-            .await?;
-        self.each_json_line(op, deadline, resp, |e: FilestoreEntry| {
-            f(e);
-            Ok(())
-        })
-        .await
-    }
-
     /// The filestore references of `cids` (`filestore ls <cid>...`: no file is read),
     /// fed to `f`; a block that is no reference comes with a non-zero status. Asked in
     /// batches, so that a large DAG's list of CIDs stays far below the request size
