@@ -11,6 +11,7 @@
 //! removed by hand) is dropped and the blob imported again.
 use crate::backend::{BackendError, ByReference};
 use crate::cid::Cid;
+use crate::data::single_flight::Turn;
 use crate::digest::Digest;
 use crate::store::error::{blocking, StoreError};
 use crate::store::Inner;
@@ -18,9 +19,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 /// A blob kept once: its CID and the blobs whose stored files its DAG also reads from.
-pub(crate) struct Kept {
+/// Holds the digest's turn: the caller records the blob before dropping it, so that no
+/// release of the same stored file (another blob's Delete freeing what it leaned on) runs
+/// between the import and the record.
+pub(crate) struct Kept<'a> {
     pub cid: Cid,
     pub leans_on: Vec<String>,
+    pub turn: Turn<'a, Digest>,
 }
 
 /// The leaner name of a pin someone else holds on a blob's DAG.
@@ -33,14 +38,14 @@ impl Inner {
     /// imports it by reference, pinned by name. The stored name is left in place if the
     /// import fails: references an interrupted import made point at it, and it holds
     /// exactly the bytes they name (fsck removes it if no commit follows).
-    pub(crate) async fn keep_once(
-        self: &Arc<Self>,
+    pub(crate) async fn keep_once<'a>(
+        self: &'a Arc<Self>,
         by_ref: &dyn ByReference,
         digest: &Digest,
         file: PathBuf,
         size: u64,
-    ) -> Result<Kept, StoreError> {
-        let _turn = self.stored_turns.turn(digest.clone()).await;
+    ) -> Result<Kept<'a>, StoreError> {
+        let turn = self.stored_turns.turn(digest.clone()).await;
         let cache = self.cache.clone();
         let d = digest.clone();
         let stored = blocking(move || {
@@ -77,6 +82,7 @@ impl Inner {
                     return Ok(Kept {
                         cid,
                         leans_on: Vec::new(),
+                        turn,
                     });
                 }
                 let cid = by_ref
@@ -84,7 +90,13 @@ impl Inner {
                     .await
                     .map_err(StoreError::ipfs(ctx()))?;
                 match self.leaning(by_ref, &cid, size, &stored).await {
-                    Ok(l) => return Ok(Kept { cid, leans_on: l }),
+                    Ok(l) => {
+                        return Ok(Kept {
+                            cid,
+                            leans_on: l,
+                            turn,
+                        })
+                    }
                     Err(Broken(gone)) => {
                         let _ = backend.unpin(&cid).await;
                         return Err(StoreError::ipfs(ctx())(BackendError::Api {
@@ -99,7 +111,11 @@ impl Inner {
                 }
             }
         };
-        Ok(Kept { cid, leans_on })
+        Ok(Kept {
+            cid,
+            leans_on,
+            turn,
+        })
     }
 
     /// The stored blobs `cid`'s DAG reads from besides its own file `own`, or the leaves
@@ -158,6 +174,10 @@ impl Inner {
             let me = self.clone();
             let d = digest.clone();
             blocking(move || {
+                // Committed again since its record went: the stored file is that commit's.
+                if me.index.blob(&d.to_string())?.is_some() {
+                    return Ok(Vec::new());
+                }
                 let keep = me.still_leaned_on(&d.to_string())?;
                 if keep {
                     tracing::info!(digest = %d, "stored file kept: other DAGs read from it");

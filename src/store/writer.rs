@@ -386,10 +386,14 @@ impl Writer {
             return Err(StoreError::AlreadyExists(format!("content {actual}")));
         }
         let inner = self.inner.clone();
-        let (cid, leans_on) = match inner.backend.by_reference() {
+        let keeper = self.inner.clone();
+        // Kept once: the digest's turn, held until the blob is recorded (see `Kept`).
+        let mut turn = None;
+        let (cid, leans_on) = match keeper.backend.by_reference() {
             Some(by_ref) => {
                 let file = inner.paths.ingest_data(&self.ingest_ref);
-                let kept = inner.keep_once(by_ref, &actual, file, self.offset).await?;
+                let kept = keeper.keep_once(by_ref, &actual, file, self.offset).await?;
+                turn = Some(kept.turn);
                 (kept.cid, Some(kept.leans_on))
             }
             None => {
@@ -438,6 +442,7 @@ impl Writer {
             Ok(outcome)
         })
         .await?;
+        drop(turn);
         self.committed = true;
         self.updated_at = t;
         if outcome == Committed::AlreadyExists {
