@@ -162,11 +162,12 @@ impl ContentStore {
     pub async fn stats(&self) -> Result<StoreStats, StoreError> {
         let inner = self.inner.clone();
         blocking(move || {
+            let (stored_bytes, stored_blobs) = inner.cache.stored();
             let mut stats = StoreStats {
                 ingests: inner.index.ingests()?.len() as u64,
                 cache_bytes: inner.cache.bytes(),
-                stored_bytes: inner.cache.stored().0,
-                stored_blobs: inner.cache.stored().1,
+                stored_bytes,
+                stored_blobs,
                 index_bytes: std::fs::metadata(inner.paths.index())
                     .map(|m| m.len())
                     .unwrap_or(0),
