@@ -9,7 +9,7 @@
 //! against the bound, because they are the only copy.
 use crate::backend::{BackendError, BlobBackend, Reach};
 use crate::cid::Cid;
-use crate::data::paths::DataPaths;
+use crate::data::paths::{blob_files, BlobFile, DataPaths};
 use crate::data::single_flight::SingleFlight;
 use crate::digest::{Digest, Digester};
 use futures::StreamExt;
@@ -113,30 +113,6 @@ fn remove_if_present(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-/// The files of a blob directory (`<alg>/<hex>`), each with the digest its name spells
-/// (None when it spells none, or is no regular file).
-fn blob_files(
-    dir: &std::path::Path,
-) -> std::io::Result<Vec<(Option<Digest>, PathBuf, std::fs::Metadata)>> {
-    let mut out = Vec::new();
-    let alg_dirs = match std::fs::read_dir(dir) {
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
-        other => other?,
-    };
-    for alg_dir in alg_dirs {
-        let alg_dir = alg_dir?;
-        let alg = alg_dir.file_name().to_string_lossy().to_string();
-        for f in std::fs::read_dir(alg_dir.path())? {
-            let f = f?;
-            let meta = f.metadata()?;
-            let name = f.file_name().to_string_lossy().to_string();
-            let d = format!("{alg}:{name}").parse::<Digest>().ok();
-            out.push((d.filter(|_| meta.is_file()), f.path(), meta));
-        }
-    }
-    Ok(out)
-}
-
 pub struct BlobCache {
     paths: DataPaths,
     max_bytes: u64,
@@ -173,8 +149,8 @@ impl BlobCache {
         let mut found = Vec::new();
         let mut unrecorded = Vec::new();
         for (dir, stored) in [(self.paths.cache(), false), (self.paths.stored(), true)] {
-            for (d, path, meta) in blob_files(&dir)? {
-                match d {
+            for BlobFile { digest, path, meta } in blob_files(&dir)? {
+                match digest.filter(|_| meta.is_file()) {
                     Some(d) if stored && keep_stored(&d, meta.len()) => {
                         found.push((meta.modified().ok(), d, meta.len(), true))
                     }

@@ -78,6 +78,38 @@ impl DataPaths {
     }
 }
 
+/// One entry of a blob directory (`<alg>/<hex>`, the cache's or the stored files').
+pub struct BlobFile {
+    pub path: PathBuf,
+    /// The digest its name spells, if any.
+    pub digest: Option<Digest>,
+    pub meta: std::fs::Metadata,
+}
+
+/// Every entry of the blob directory `dir` (none if `dir` does not exist), for the cache's
+/// startup and fsck.
+pub fn blob_files(dir: &Path) -> std::io::Result<Vec<BlobFile>> {
+    let mut out = Vec::new();
+    let alg_dirs = match std::fs::read_dir(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+        other => other?,
+    };
+    for alg_dir in alg_dirs {
+        let alg_dir = alg_dir?;
+        let alg = alg_dir.file_name().to_string_lossy().to_string();
+        for f in std::fs::read_dir(alg_dir.path())? {
+            let f = f?;
+            let name = f.file_name().to_string_lossy().to_string();
+            out.push(BlobFile {
+                path: f.path(),
+                digest: format!("{alg}:{name}").parse().ok(),
+                meta: f.metadata()?,
+            });
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

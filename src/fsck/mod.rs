@@ -36,6 +36,7 @@
 use crate::backend::{BackendError, BlobBackend, Reach};
 use crate::cid::Cid;
 use crate::config::Config;
+use crate::data::paths::{blob_files, BlobFile};
 use crate::data::DataPaths;
 use crate::digest::{Digest, Digester};
 use crate::index::{BlobRecord, Index, IndexError};
@@ -279,6 +280,39 @@ fn repaired(what: impl Into<String>) -> Outcome {
 /// Hashes a whole file; `None` when it cannot be read.
 fn hash_file(path: &Path, alg: crate::digest::Algorithm) -> Option<(Digest, u64)> {
     crate::digest::hash_reader(std::fs::File::open(path).ok()?, alg).ok()
+}
+
+/// A file of the cache or the stored files, held against the records (digest → size).
+enum FileCheck {
+    Good,
+    /// Its name spells no digest.
+    NotADigest,
+    NoRecord(String),
+    /// The record's size differs: the digest's key, and what was found.
+    WrongSize(String, String),
+    /// (`--verify`) The bytes hash to another digest.
+    WrongContent(String, String),
+}
+
+fn check_blob_file(f: &BlobFile, records: &HashMap<String, u64>, verify: bool) -> FileCheck {
+    let Some(d) = &f.digest else {
+        return FileCheck::NotADigest;
+    };
+    let key = d.to_string();
+    let len = f.meta.len();
+    match records.get(&key) {
+        None => FileCheck::NoRecord(key),
+        Some(size) if *size != len => {
+            FileCheck::WrongSize(key, format!("{len} bytes, record says {size}"))
+        }
+        Some(_) if verify => match hash_file(&f.path, d.algorithm()) {
+            Some((got, _)) if got != *d => {
+                FileCheck::WrongContent(key, format!("content hashes to {got}"))
+            }
+            _ => FileCheck::Good,
+        },
+        Some(_) => FileCheck::Good,
+    }
 }
 
 fn remove_path(p: &Path) -> std::io::Result<()> {
@@ -705,49 +739,23 @@ impl Fsck {
         let root = self.paths.cache();
         let verify = self.opts.verify;
         let (count, bad) = blocking(move || {
-            let mut bad: Vec<(FindingKind, PathBuf, String)> = Vec::new();
-            let mut count = 0u64;
-            let Ok(algs) = std::fs::read_dir(&root) else {
-                return Ok((0, bad));
-            };
-            for alg_dir in algs.flatten() {
-                let alg = alg_dir.file_name().to_string_lossy().to_string();
-                let Ok(files) = std::fs::read_dir(alg_dir.path()) else {
-                    continue;
-                };
-                for f in files.flatten() {
-                    count += 1;
-                    let path = f.path();
-                    let name = f.file_name().to_string_lossy().to_string();
-                    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    let key = format!("{alg}:{name}");
-                    let Ok(d) = key.parse::<Digest>() else {
-                        bad.push((FindingKind::CacheStale, path, "not a digest".into()));
-                        continue;
-                    };
-                    match records.get(&key) {
-                        None => bad.push((FindingKind::CacheStale, path, "no blob record".into())),
-                        Some(size) if *size != len => bad.push((
-                            FindingKind::CacheStale,
-                            path,
-                            format!("{len} bytes, record says {size}"),
-                        )),
-                        Some(_) if verify => {
-                            if let Some((got, _)) = hash_file(&path, d.algorithm()) {
-                                if got != d {
-                                    bad.push((
-                                        FindingKind::CacheCorrupt,
-                                        path,
-                                        format!("content hashes to {got}"),
-                                    ));
-                                }
-                            }
+            let files = blob_files(&root).unwrap_or_default();
+            let bad: Vec<(FindingKind, PathBuf, String)> = files
+                .iter()
+                .filter_map(|f| {
+                    let (kind, detail) = match check_blob_file(f, &records, verify) {
+                        FileCheck::Good => return None,
+                        FileCheck::NotADigest => (FindingKind::CacheStale, "not a digest".into()),
+                        FileCheck::NoRecord(_) => {
+                            (FindingKind::CacheStale, "no blob record".into())
                         }
-                        Some(_) => {}
-                    }
-                }
-            }
-            Ok((count, bad))
+                        FileCheck::WrongSize(_, detail) => (FindingKind::CacheStale, detail),
+                        FileCheck::WrongContent(_, detail) => (FindingKind::CacheCorrupt, detail),
+                    };
+                    Some((kind, f.path.clone(), detail))
+                })
+                .collect();
+            Ok((files.len() as u64, bad))
         })
         .await?;
         self.report.cache_files = count;

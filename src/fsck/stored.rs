@@ -5,8 +5,8 @@
 //! re-imported from a good copy or dropped, as for an unreadable DAG. With `--verify`,
 //! the backend's references into recorded blobs' stored files are read back too
 //! (`filestore verify`); a broken one is reported (the blob's own DAG check repairs it).
-use crate::digest::Digest;
-use crate::fsck::{hash_file, FindingKind, Fsck};
+use crate::data::paths::blob_files;
+use crate::fsck::{check_blob_file, FileCheck, FindingKind, Fsck};
 use crate::store::{blocking, StoreError};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -23,42 +23,22 @@ impl Fsck {
             let leaned: HashSet<String> = index.leans()?.into_iter().map(|(o, _)| o).collect();
             let mut stale: Vec<(PathBuf, String)> = Vec::new();
             let mut corrupt: Vec<(String, String)> = Vec::new();
-            let mut count = 0u64;
-            let Ok(algs) = std::fs::read_dir(&root) else {
-                return Ok((0, stale, corrupt, leaned));
-            };
-            for alg_dir in algs.flatten() {
-                let alg = alg_dir.file_name().to_string_lossy().to_string();
-                let Ok(files) = std::fs::read_dir(alg_dir.path()) else {
-                    continue;
-                };
-                for f in files.flatten() {
-                    count += 1;
-                    let path = f.path();
-                    let key = format!("{alg}:{}", f.file_name().to_string_lossy());
-                    let len = f.metadata().map(|m| m.len()).unwrap_or(0);
-                    let Ok(d) = key.parse::<Digest>() else {
-                        stale.push((path, "not a digest".into()));
-                        continue;
-                    };
-                    match recs.get(&key) {
-                        None if leaned.contains(&key) => {}
-                        None => stale.push((path, "no blob record, nothing reads from it".into())),
-                        Some(size) if *size != len => {
-                            corrupt.push((key, format!("{len} bytes, record says {size}")))
-                        }
-                        Some(_) if verify => {
-                            if let Some((got, _)) = hash_file(&path, d.algorithm()) {
-                                if got != d {
-                                    corrupt.push((key, format!("content hashes to {got}")));
-                                }
-                            }
-                        }
-                        Some(_) => {}
+            let files = blob_files(&root).unwrap_or_default();
+            for f in &files {
+                match check_blob_file(f, &recs, verify) {
+                    FileCheck::Good => {}
+                    FileCheck::NotADigest => stale.push((f.path.clone(), "not a digest".into())),
+                    FileCheck::NoRecord(key) if leaned.contains(&key) => {}
+                    FileCheck::NoRecord(_) => stale.push((
+                        f.path.clone(),
+                        "no blob record, nothing reads from it".into(),
+                    )),
+                    FileCheck::WrongSize(key, detail) | FileCheck::WrongContent(key, detail) => {
+                        corrupt.push((key, detail))
                     }
                 }
             }
-            Ok((count, stale, corrupt, leaned))
+            Ok((files.len() as u64, stale, corrupt, leaned))
         })
         .await?;
         self.report.stored_files = count;
