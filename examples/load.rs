@@ -333,6 +333,11 @@ async fn run() -> Result<bool, String> {
     // No lost commit: every OK commit is Info/Read-able with the right bytes and pinned.
     let committed = sh.committed.lock().unwrap().clone();
     let mut c = connect(&socket).await?;
+    // Commits answer before Kubo's import: the pins are looked at once it has finished.
+    ipcs::server::admin_client::Admin::connect(&socket)
+        .await?
+        .settle(Duration::from_secs(120))
+        .await?;
     let mut admin = AdminClient::new(client::connect(&socket).await.map_err(|e| e.to_string())?);
     let mut cids = HashMap::new();
     let mut s = admin

@@ -250,7 +250,7 @@ pull_once() {
     return 1
   fi
   if [ "$variant" = ipcs ]; then
-    local nb; nb=$(timeout 30 "$IPCS" blobs --socket "$d/ipcs/ipcs.sock" | wc -l)
+    local nb; nb=$(timeout 30 "$IPCS" blobs --settle 120 --socket "$d/ipcs/ipcs.sock" | wc -l)
     [ "$nb" -eq "$pull_blobs" ] || { log "pull $tag: ipcs has $nb blobs, containerd $pull_blobs"; return 1; }
   fi
   if [ "$tag" != warmup-$variant ]; then
@@ -308,7 +308,7 @@ ingest_once() {  # VARIANT builtin|ipcs|proxy|ipfsadd, REP
       out=$(bench "$d/ipcs/ipcs.sock" ingest --size "$INGEST_BYTES" --seed 1 --ref "bench-ingest-$r")
       record ingest.ipcs_hwm ipcs "$(hwm_mib "$ipcs_pid")"
       record ingest.kubo_hwm ipcs "$(hwm_mib "$(kubo_pid "$d/kubo")")"
-      ipcs_cid=$(timeout 30 "$IPCS" blobs --socket "$d/ipcs/ipcs.sock" | awk '{ print $2 }')
+      ipcs_cid=$(timeout 30 "$IPCS" blobs --settle 120 --socket "$d/ipcs/ipcs.sock" | awk '{ print $2 }')
       ipcs_stop; kubo_stop "$d/kubo";;
     proxy)
       kubo_start "$d/kubo"; ipcs_start "$d/ipcs" "$api"

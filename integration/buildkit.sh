@@ -51,7 +51,7 @@ ipcs_pid="" bk_pid="" multiaddr="" reg="" last_log=""
 
 ctr()      { local t="$1"; shift; timeout -k 10 "$t" "$ctr_bin" -n "$NS" "$@"; }
 ipfs()     { local t="$1"; shift; timeout -k 5 "$t" "$IPFS" --api "$multiaddr" "$@"; }
-blobs()    { timeout -k 5 60 "$IPCS" blobs --socket "$sock"; }
+blobs()    { timeout -k 5 60 "$IPCS" blobs --settle 120 --socket "$sock"; }
 buildctl() { local t="$1"; shift; timeout -k 10 "$t" "$BK_BIN/buildctl" --addr "unix://$bk_sock" "$@"; }
 
 diagnostics() {

@@ -54,7 +54,7 @@ declare -A IPCS_PID=() API=()
 
 ctr()   { local n=$1; shift; timeout -k 10 120 "$work/$n/containerd/ctr" -n "$NS" "$@" 2>/dev/null; }
 ipfs()  { local n=$1; shift; timeout -k 5 60 "$IPFS" --api "$(kubo_maddr "${API[$n]}")" "$@"; }
-blobs() { timeout -k 5 60 "$IPCS" blobs --socket "$work/$1/ipcs.sock"; }
+blobs() { timeout -k 5 60 "$IPCS" blobs --settle 120 --socket "$work/$1/ipcs.sock"; }
 # A terminal's TERM for every ipcs run (indicatif draws nothing when TERM is unset or
 # "dumb"), so only whether stderr is a terminal differs between pipe and pty runs.
 TTY_TERM=xterm-256color

@@ -54,7 +54,7 @@ printf 'pulled and unpacked in %.1f s\n' "$(echo "$(date +%s.%N) - $start" | bc)
 
 step "every blob containerd holds, digest -> CID, checked with ipfs cat"
 multiaddr=$(kubo_maddr "$api")
-"$IPCS" blobs --socket "$work/ipcs/ipcs.sock" | sort -k3 -n | while read -r digest cid size; do
+"$IPCS" blobs --settle 120 --socket "$work/ipcs/ipcs.sock" | sort -k3 -n | while read -r digest cid size; do
   got="sha256:$("$IPFS" --api "$multiaddr" cat --progress=false "$cid" | sha256sum | cut -d' ' -f1)"
   pinned=$("$IPFS" --api "$multiaddr" pin ls --type=recursive "$cid" >/dev/null 2>&1 && echo pinned || echo NOT-pinned)
   [ "$got" = "$digest" ] && verdict="ipfs cat matches" || verdict="MISMATCH ($got)"

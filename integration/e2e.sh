@@ -70,7 +70,7 @@ ctr()     { local t="$1"; shift; timeout -k 10 "$t" "$ctr_bin" -n "$NS" "$@"; }
 nerdctl() { local t="$1"; shift; NERDCTL_TOML="$work/nerdctl.toml" timeout -k 10 "$t" "$NERDCTL" \
               --address "$cd_dir/containerd.sock" --namespace "$NS" --data-root "$work/nerdctl" "$@"; }
 ipfs()    { local t="$1"; shift; timeout -k 5 "$t" "$IPFS" --api "$multiaddr" "$@"; }
-blobs()   { timeout -k 5 60 "$IPCS" blobs --socket "$sock"; }
+blobs()   { timeout -k 5 60 "$IPCS" blobs --settle 120 --socket "$sock"; }
 
 diagnostics() {
   if [ -n "$last_log" ] && [ -s "$last_log" ]; then

@@ -46,7 +46,7 @@ declare -A IPCS_PID=() MIRROR=() KUBO_TCP=() PUSHED=()
 
 ctr()     { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$work/$n/containerd/ctr" -n "$NS" "$@"; }
 ipfs()    { p2p_ipfs "$@"; }
-blobs()   { timeout -k 5 60 "$IPCS" blobs --socket "$work/$1/ipcs.sock"; }
+blobs()   { timeout -k 5 60 "$IPCS" blobs --settle 120 --socket "$work/$1/ipcs.sock"; }
 metric()  { ipcs_metric "unix://$work/$1/metrics.sock" "$2"; }
 # nerdctl's IPFS client dials only host:port and Kubo's API is a unix socket here, so it
 # gets a loopback bridge to the socket (--ipfs-address, KUBO_TCP[N]); its registry hosts

@@ -52,7 +52,7 @@ P2P_NODES=()
 p2p_ctr()   { local n=$1 t=$2; shift 2; timeout -k 10 "$t" "$P2P_DIR/$n/containerd/ctr" -n "$P2P_NS" "$@"; }
 p2p_ipfs()  { local n=$1 t=$2; shift 2; timeout -k 5 "$t" "$P2P_IPFS" --api "${P2P_MADDR[$n]}" "$@"; }
 p2p_cctl()  { local n=$1; shift; timeout -k 5 60 "$P2P_CLUSTER_CTL" --host "/unix${P2P_REST[$n]#unix://}" "$@"; }
-p2p_blobs() { timeout -k 5 60 "$P2P_IPCS" blobs --socket "$P2P_DIR/$1/ipcs.sock"; }
+p2p_blobs() { timeout -k 5 60 "$P2P_IPCS" blobs --settle 120 --socket "$P2P_DIR/$1/ipcs.sock"; }
 p2p_metric() { ipcs_metric "${P2P_METRICS[$1]}" "$2"; }
 
 p2p_network_init() {

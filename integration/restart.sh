@@ -273,7 +273,7 @@ check_fsck_after_kills() {
 check_store() {  # every digest containerd lists is in ipcs, pinned content hashing to it
   local ok=0 n=0 d cid
   ctr 60 content ls -q >"$work/content.txt" || return 1
-  timeout 60 "$IPCS" blobs --socket "$sock" >"$work/blobs.txt" || return 1
+  timeout 60 "$IPCS" blobs --settle 120 --socket "$sock" >"$work/blobs.txt" || return 1
   [ -s "$work/content.txt" ] || { say "no content"; return 1; }
   while read -r d; do
     n=$((n + 1))

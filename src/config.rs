@@ -62,6 +62,10 @@ pub struct Config {
     /// keeps (`add --nocopy`) instead of copying it into its blockstore. Startup refuses
     /// a Kubo that cannot; `false` keeps two copies (blockstore + cache).
     pub filestore: bool,
+    /// With `filestore`: a commit records the CID ipcs computed while the blob streamed
+    /// in and answers at once; Kubo imports the stored file right after, in the
+    /// background. `false`: the commit waits for Kubo's import.
+    pub import_after_commit: bool,
     /// IPFS Cluster REST API shared by the nodes; none means this node works alone.
     pub cluster_api: Option<String>,
     /// Replication factor of the blobs this node publishes (-1: every cluster peer).
@@ -125,6 +129,7 @@ impl Default for Config {
             max_ref_bytes: MAX_REF_BYTES,
             cache_max_bytes: 8 << 30,
             filestore: true,
+            import_after_commit: true,
             cluster_api: None,
             cluster_replication: -1,
             cluster_refresh_secs: 5,
@@ -180,6 +185,10 @@ pub struct Overrides {
     /// Keep each blob once, referenced by Kubo's filestore (true) or copied (false).
     #[arg(long, env = "IPCS_FILESTORE")]
     pub filestore: Option<bool>,
+    /// With filestore: record the CID computed while streaming and import into Kubo after
+    /// the commit (true), or import before answering the commit (false).
+    #[arg(long, env = "IPCS_IMPORT_AFTER_COMMIT")]
+    pub import_after_commit: Option<bool>,
     /// IPFS Cluster REST API: unix:///run/ipfs-cluster/api.sock or an http:// URL.
     #[arg(long, env = "IPCS_CLUSTER_API")]
     pub cluster_api: Option<String>,
@@ -285,6 +294,9 @@ impl Config {
         }
         if let Some(v) = o.filestore {
             c.filestore = v;
+        }
+        if let Some(v) = o.import_after_commit {
+            c.import_after_commit = v;
         }
         if let Some(v) = &o.cluster_api {
             c.cluster_api = Some(v.clone());

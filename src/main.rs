@@ -117,6 +117,10 @@ struct ClientArgs {
     /// containerd filter strings (e.g. 'labels."containerd.io/gc.root"'), OR'ed.
     #[arg(long = "filter")]
     filters: Vec<String>,
+    /// First wait until every committed blob is in Kubo (commits answer before Kubo's
+    /// import finishes), at most SECS; fails if imports are still pending then.
+    #[arg(long, value_name = "SECS")]
+    settle: Option<u64>,
 }
 
 fn init_logging(format: LogFormat) {
@@ -289,6 +293,10 @@ async fn admin_client(
 }
 
 async fn blobs(a: ClientArgs) -> Result<(), String> {
+    if let Some(secs) = a.settle {
+        let mut admin = ipcs::server::admin_client::Admin::connect(&a.socket).await?;
+        admin.settle(std::time::Duration::from_secs(secs)).await?;
+    }
     let mut c = admin_client(&a.socket).await?;
     let mut stream = c
         .blobs(BlobsRequest { filters: a.filters })
@@ -308,6 +316,10 @@ async fn blobs(a: ClientArgs) -> Result<(), String> {
 }
 
 async fn status(a: ClientArgs) -> Result<(), String> {
+    if let Some(secs) = a.settle {
+        let mut admin = ipcs::server::admin_client::Admin::connect(&a.socket).await?;
+        admin.settle(std::time::Duration::from_secs(secs)).await?;
+    }
     let mut c = admin_client(&a.socket).await?;
     let s = c
         .stats(StatsRequest {})
@@ -323,6 +335,7 @@ async fn status(a: ClientArgs) -> Result<(), String> {
         false => "twice: copied into Kubo's blockstore, cached here",
     };
     println!("blobs kept:  {kept}");
+    println!("pending imports: {} (committed, kubo's import still to come)", s.pending_imports);
     println!("disk (bytes on disk per part):");
     println!("  index:     {}", s.index_bytes);
     println!("  ingests:   {}", s.ingest_bytes);
@@ -395,13 +408,15 @@ async fn fsck(a: FsckArgs) -> ExitCode {
         .count();
     println!(
         "fsck: blobs={} pins={} own_pins={} ingests={} cache_files={} stored_files={} \
-         verified={} found={} repaired={} remaining={} unexpected={} kinds={} pin_name={}",
+         pending_imports={} verified={} found={} repaired={} remaining={} unexpected={} \
+         kinds={} pin_name={}",
         r.blobs,
         r.pins,
         r.own_pins,
         r.ingests,
         r.cache_files,
         r.stored_files,
+        r.pending_imports,
         r.verified,
         r.findings.len(),
         r.repaired(),

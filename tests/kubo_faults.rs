@@ -1,5 +1,6 @@
 //! ipcs with a Kubo node of its own that the test stops, restarts, stalls (SIGSTOP) and
-//! continues: commits fail within their deadline with an error naming Kubo, the ingest
+//! continues: commits that wait for Kubo's import (`import_after_commit = false`) fail
+//! within their deadline with an error naming Kubo, the ingest
 //! stays resumable, cached blobs keep being served, and ipcs recovers by itself.
 mod common;
 
@@ -44,12 +45,17 @@ async fn status_offset(
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn commit_survives_kubo_stopped_and_stalled() {
     let mut kubo = KuboNode::start();
+    // Commits that wait for Kubo's import (tests/later_import.rs has the default, where
+    // the import follows the commit).
     let ipcs = Ipcs::start_with(
         kubo.api.clone(),
-        vec![(
-            "IPCS_KUBO_TIMEOUT_SECS".into(),
-            KUBO_TIMEOUT_SECS.to_string(),
-        )],
+        vec![
+            (
+                "IPCS_KUBO_TIMEOUT_SECS".into(),
+                KUBO_TIMEOUT_SECS.to_string(),
+            ),
+            ("IPCS_IMPORT_AFTER_COMMIT".into(), "false".into()),
+        ],
     )
     .await;
     let mut c = ipcs.content().await;

@@ -251,11 +251,18 @@ pub async fn round(shared: &Arc<Shared>, kubo: &KuboClient, full: bool, seed: u6
     out
 }
 
+/// digest → CID of every blob, once no import into Kubo is pending (commits answer
+/// before Kubo's import; at most 120 s).
 async fn blobs(socket: &std::path::Path) -> Result<HashMap<String, String>, String> {
     let ch = ipcs::server::client::connect(socket)
         .await
         .map_err(|e| e.to_string())?;
-    let mut s = AdminClient::new(ch)
+    ipcs::server::admin_client::Admin::connect(socket)
+        .await?
+        .settle(std::time::Duration::from_secs(120))
+        .await?;
+    let mut admin = AdminClient::new(ch);
+    let mut s = admin
         .blobs(BlobsRequest { filters: vec![] })
         .await
         .map_err(|e| e.message().to_string())?

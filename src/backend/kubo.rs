@@ -3,7 +3,7 @@
 //! never change a CID.
 use crate::backend::{
     BackendError, BlobBackend, BodyStream, BoxFut, BrokenReference, ByReference, ByteStream,
-    LeafFile, PinEntry, Reach,
+    DagLayout, LeafFile, PinEntry, Reach,
 };
 use crate::cid::Cid;
 use crate::config::ImportOptions;
@@ -250,6 +250,15 @@ impl BlobBackend for KuboBackend {
 }
 
 impl ByReference for KuboBackend {
+    fn layout(&self) -> Option<DagLayout> {
+        // Every option that shapes the DAG is sent with each add (`ipfs::kubo`), so these
+        // three decide it alone.
+        (self.import.cid_version == 1 && self.import.raw_leaves).then_some(DagLayout {
+            chunk_size: self.import.chunk_size,
+            max_links: crate::ipfs::UNIXFS_FILE_MAX_LINKS,
+        })
+    }
+
     fn keep_file<'a>(&'a self, path: &'a Path, size: u64) -> BoxFut<'a, Cid> {
         Box::pin(async move {
             self.filestore_root().await?;

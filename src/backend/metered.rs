@@ -1,7 +1,9 @@
 //! A backend that times every call of the one it wraps and counts its failures, per
 //! kind of call (`ipcs_kubo_call_duration_seconds`, `ipcs_kubo_call_errors_total`).
 //! `node` wraps the Kubo backend with it; the core and the cache never know.
-use crate::backend::{BlobBackend, BodyStream, BoxFut, ByReference, ByteStream, PinEntry, Reach};
+use crate::backend::{
+    BlobBackend, BodyStream, BoxFut, ByReference, ByteStream, DagLayout, PinEntry, Reach,
+};
 use crate::cid::Cid;
 use crate::metrics::Metrics;
 use std::future::Future;
@@ -116,6 +118,10 @@ impl BlobBackend for Metered {
 }
 
 impl ByReference for Metered {
+    fn layout(&self) -> Option<DagLayout> {
+        self.inner.by_reference()?.layout()
+    }
+
     fn keep_file<'a>(&'a self, path: &'a Path, size: u64) -> BoxFut<'a, Cid> {
         let inner = self.inner.by_reference().expect("checked by by_reference");
         timed(&self.metrics, "keep_file", inner.keep_file(path, size))

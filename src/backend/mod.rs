@@ -16,7 +16,7 @@ mod reference;
 pub use crate::ipfs::KuboError as BackendError;
 pub use kubo::KuboBackend;
 pub use metered::Metered;
-pub use reference::{BrokenReference, ByReference, LeafFile};
+pub use reference::{BrokenReference, ByReference, DagLayout, LeafFile};
 
 use crate::cid::Cid;
 use bytes::Bytes;

@@ -25,7 +25,18 @@ pub struct BrokenReference {
     pub problem: String,
 }
 
+/// The DAG shape a backend's import gives a file, when it is one ipcs can compute the
+/// CID of itself while the bytes stream in (`crate::unixfs`): CIDv1, sha2-256, raw leaves
+/// of `chunk_size` bytes, balanced, at most `max_links` links per node.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DagLayout {
+    pub chunk_size: u32,
+    pub max_links: u32,
+}
+
 pub trait ByReference: Send + Sync {
+    /// The shape `keep_file` gives a file's DAG, if ipcs can compute its CID itself.
+    fn layout(&self) -> Option<DagLayout>;
     /// Imports the file at `path` (`size` bytes) keeping references to it, and pins it by
     /// the store's name. The file must not change while the pin (or a DAG sharing one of
     /// its blocks) lives.

@@ -137,7 +137,8 @@ fn children(bytes: &[u8], parent: &Descriptor) -> Result<(Vec<Child>, bool), Sto
 /// The size and CID the index records for `d`, None when the store lacks it (the
 /// read-miss hook is not asked: a walk describes what is here).
 async fn stored(store: &ContentStore, d: &Descriptor) -> Result<Option<Cid>, StoreError> {
-    let Some(info) = store.local_info(&d.digest).await? else {
+    // Its DAG is what gets walked: a blob whose import is pending is waited for.
+    let Some(info) = store.imported_info(&d.digest).await? else {
         return Ok(None);
     };
     if info.size != d.size {

@@ -6,7 +6,7 @@
 use crate::index::{Index, IndexError, LEANS};
 use redb::{ReadableDatabase, ReadableTable};
 
-fn key(owner: &str, leaner: &str) -> String {
+pub(super) fn key(owner: &str, leaner: &str) -> String {
     format!("{owner}\t{leaner}")
 }
 

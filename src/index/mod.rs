@@ -2,6 +2,7 @@
 //! of in-progress ingests. Backed by redb (ACID, fsync on every commit), so a record is
 //! either durably there or not at all. All calls block: callers use `spawn_blocking`.
 mod leans;
+mod pending;
 mod records;
 mod tables;
 
@@ -10,7 +11,7 @@ pub use records::{BlobRecord, IngestRecord, UnixNanos};
 use redb::{Database, ReadableDatabase, ReadableTable};
 use std::path::Path;
 use std::sync::Arc;
-use tables::{BLOBS, INGESTS, LEANS};
+use tables::{BLOBS, INGESTS, LEANS, PENDING_IMPORTS};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IndexError {
@@ -79,6 +80,7 @@ impl Index {
         tx.open_table(BLOBS)?;
         tx.open_table(INGESTS)?;
         tx.open_table(LEANS)?;
+        tx.open_table(PENDING_IMPORTS)?;
         tx.commit()?;
         Ok(Index { db: Arc::new(db) })
     }
@@ -143,6 +145,25 @@ impl Index {
         record: &BlobRecord,
         ingest_ref: Option<&str>,
     ) -> Result<Committed, IndexError> {
+        self.commit(record, ingest_ref, false)
+    }
+
+    /// As `commit_blob`, for a blob whose import into the backend is still to come: it is
+    /// recorded as pending in the same transaction.
+    pub fn commit_blob_pending(
+        &self,
+        record: &BlobRecord,
+        ingest_ref: &str,
+    ) -> Result<Committed, IndexError> {
+        self.commit(record, Some(ingest_ref), true)
+    }
+
+    fn commit(
+        &self,
+        record: &BlobRecord,
+        ingest_ref: Option<&str>,
+        pending: bool,
+    ) -> Result<Committed, IndexError> {
         let tx = self.db.begin_write()?;
         let outcome = {
             let mut blobs = tx.open_table(BLOBS)?;
@@ -155,6 +176,10 @@ impl Index {
                 Committed::AlreadyExists
             } else {
                 blobs.insert(key.as_str(), encode(record).as_slice())?;
+                if pending {
+                    tx.open_table(PENDING_IMPORTS)?
+                        .insert(key.as_str(), &[][..])?;
+                }
                 Committed::Inserted
             }
         };
@@ -192,6 +217,8 @@ impl Index {
         let tx = self.db.begin_write()?;
         let removed = {
             let mut blobs = tx.open_table(BLOBS)?;
+            // A blob deleted before its import leaves nothing to import.
+            tx.open_table(PENDING_IMPORTS)?.remove(digest)?;
             let old = blobs.remove(digest)?;
             old.map(|v| decode(digest, v.value())).transpose()?
         };

@@ -233,7 +233,10 @@ impl Run<'_> {
     /// Stores `bytes` and returns the CID ipcs imported them under.
     async fn put(&mut self, bytes: &[u8]) -> Result<String, StoreError> {
         let digest = self.store_bytes(bytes).await?;
-        Ok(self.store.info(&digest).await?.cid.to_string())
+        match self.store.imported_info(&digest).await? {
+            Some(info) => Ok(info.cid.to_string()),
+            None => Err(StoreError::NotFound(format!("content {digest}"))),
+        }
     }
 
     async fn store_bytes(&mut self, bytes: &[u8]) -> Result<Digest, StoreError> {

@@ -80,6 +80,13 @@ impl Distribution for Peers {
         Box::pin(async move { self.learn_if_manifest(&core, &rec).await })
     }
 
+    fn imported(self: Arc<Self>, _core: ContentStore, _rec: Info) -> BoxFuture<'static, ()> {
+        self.unpublished
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        self.publish_now.notify_one();
+        Box::pin(async {})
+    }
+
     fn read_miss(
         self: Arc<Self>,
         core: ContentStore,

@@ -96,6 +96,10 @@ async fn unpublished_blobs(peers: &Peers, store: &ContentStore) -> Result<Vec<In
                     continue;
                 }
             }
+            // Its DAG is not in Kubo yet: published once imported (`imported` hook).
+            if store.import_pending(&rec.digest) {
+                continue;
+            }
             if !peers.resolver.cluster_has_cid(rec.cid.as_str()) {
                 out.push(rec);
                 if out.len() == PUBLISH_BATCH {

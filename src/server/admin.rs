@@ -74,6 +74,7 @@ impl Admin for AdminService {
             stored_blobs: s.stored_blobs,
             kubo_repo_bytes,
             kept_once: backend.by_reference().is_some(),
+            pending_imports: self.store.pending_imports() as u64,
         }))
     }
 

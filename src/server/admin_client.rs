@@ -1,4 +1,5 @@
-//! The CLI's side of the admin service's Export, Import, Compare and IpfsPush, in domain
+//! The CLI's side of the admin service's Export, Import, Compare, IpfsPush and the wait
+//! for pending imports, in domain
 //! types (`car`, `dedup`, `ipfs_push`), so that the CLI never touches generated protobuf
 //! types.
 use crate::car::{Blob, Descriptor, ImageRef, ImportProgress, Imported};
@@ -71,6 +72,25 @@ impl Admin {
             root_json: r.root_descriptor_json,
             written: r.written,
         })
+    }
+
+    /// Waits until no committed blob's import into Kubo is pending (commits answer before
+    /// Kubo's import finishes), at most `limit`; an error names how many still are.
+    pub async fn settle(&mut self, limit: std::time::Duration) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + limit;
+        loop {
+            let s = self.c.stats(admin::StatsRequest {}).await.map_err(msg)?;
+            let pending = s.into_inner().pending_imports;
+            if pending == 0 {
+                return Ok(());
+            }
+            if std::time::Instant::now() >= deadline {
+                return Err(format!(
+                    "{pending} imports into kubo still pending after {limit:?}"
+                ));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     pub async fn connect(socket: &Path) -> Result<Admin, String> {

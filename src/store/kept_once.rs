@@ -45,6 +45,22 @@ impl Inner {
         file: PathBuf,
         size: u64,
     ) -> Result<Kept<'a>, StoreError> {
+        let (turn, stored) = self.link_stored(digest, file).await?;
+        let (cid, leans_on) = self.import_stored(by_ref, digest, &stored, size).await?;
+        Ok(Kept {
+            cid,
+            leans_on,
+            turn,
+        })
+    }
+
+    /// Takes `digest`'s turn and gives the checked file `file` its stored name; returns
+    /// the turn (held until the blob is recorded) and that name.
+    pub(crate) async fn link_stored<'a>(
+        self: &'a Arc<Self>,
+        digest: &Digest,
+        file: PathBuf,
+    ) -> Result<(Turn<'a, Digest>, PathBuf), StoreError> {
         let turn = self.stored_turns.turn(digest.clone()).await;
         let cache = self.cache.clone();
         let d = digest.clone();
@@ -54,12 +70,25 @@ impl Inner {
                 .map_err(StoreError::io(format!("linking {d} at its stored name")))
         })
         .await?;
+        Ok((turn, stored))
+    }
+
+    /// Imports the stored file `stored` by reference, pinned by name: its CID and the
+    /// blobs whose stored files its DAG also reads from. The caller holds the digest's
+    /// turn.
+    pub(crate) async fn import_stored(
+        self: &Arc<Self>,
+        by_ref: &dyn ByReference,
+        digest: &Digest,
+        stored: &Path,
+        size: u64,
+    ) -> Result<(Cid, Vec<String>), StoreError> {
         let ctx = || format!("keeping {digest} once in ipfs");
         let cid = by_ref
-            .keep_file(&stored, size)
+            .keep_file(stored, size)
             .await
             .map_err(StoreError::ipfs(ctx()))?;
-        let leans_on = match self.leaning(by_ref, &cid, size, &stored).await {
+        let leans_on = match self.leaning(by_ref, &cid, size, stored).await {
             Ok(l) => l,
             Err(Broken(gone)) => {
                 // Blocks Kubo took for present read from files that are gone: drop them
@@ -75,28 +104,18 @@ impl Inner {
                     // Pinned again the way the first import pinned it: `pin add` would
                     // read those blocks and fail.
                     let cid = by_ref
-                        .keep_file(&stored, size)
+                        .keep_file(stored, size)
                         .await
                         .map_err(StoreError::ipfs(ctx()))?;
                     tracing::warn!(digest = %digest, blocks = gone.len(), error = %e, "blocks read from missing files are held by another pin; kept as they are");
-                    return Ok(Kept {
-                        cid,
-                        leans_on: Vec::new(),
-                        turn,
-                    });
+                    return Ok((cid, Vec::new()));
                 }
                 let cid = by_ref
-                    .keep_file(&stored, size)
+                    .keep_file(stored, size)
                     .await
                     .map_err(StoreError::ipfs(ctx()))?;
-                match self.leaning(by_ref, &cid, size, &stored).await {
-                    Ok(l) => {
-                        return Ok(Kept {
-                            cid,
-                            leans_on: l,
-                            turn,
-                        })
-                    }
+                match self.leaning(by_ref, &cid, size, stored).await {
+                    Ok(l) => return Ok((cid, l)),
                     Err(Broken(gone)) => {
                         let _ = backend.unpin(&cid).await;
                         return Err(StoreError::ipfs(ctx())(BackendError::Api {
@@ -111,11 +130,7 @@ impl Inner {
                 }
             }
         };
-        Ok(Kept {
-            cid,
-            leans_on,
-            turn,
-        })
+        Ok((cid, leans_on))
     }
 
     /// The stored blobs `cid`'s DAG reads from besides its own file `own`, or the leaves

@@ -46,6 +46,9 @@ impl ContentStore {
     /// `nerdctl push ipfs://` re-adds every blob with `pin=true`), so, as in fsck, it is
     /// left alone and only the record goes.
     pub async fn delete(&self, d: &Digest) -> Result<(), StoreError> {
+        if self.inner.delete_pending(d).await? {
+            return Ok(());
+        }
         let rec = self.inner.record(d).await?;
         let backend = &self.inner.backend;
         let ctx = || format!("unpinning {} ({})", rec.digest, rec.cid);

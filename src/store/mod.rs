@@ -9,14 +9,17 @@
 //! run one Write stream and its commit; `adopt` records a blob another node stored;
 //! `open_verified` hands in-process readers (the differ) a verified local file;
 //! `kept_once` keeps a committed blob's file as its only copy when the backend references
-//! files instead of copying them.
+//! files instead of copying them; `ingest_hash` computes an ingest's digest and CID as it
+//! streams, and `later_import` imports such blobs into the backend after their commit.
 mod adopt;
 mod error;
 mod follow_add;
 pub mod hooks;
 mod ingest;
+mod ingest_hash;
 mod kept_once;
 mod labels;
+mod later_import;
 mod locks;
 mod manage;
 mod open;
@@ -67,6 +70,8 @@ pub(crate) struct Inner {
     served: served::Served,
     /// One keep or release of a stored file per digest at a time.
     stored_turns: crate::data::SingleFlight<Digest>,
+    /// Imports that run after their commit; None when the backend copies blobs.
+    later: Option<Arc<later_import::LaterImports>>,
 }
 
 /// A handle on the content core; cheap to clone.

@@ -7,6 +7,7 @@ use crate::index::Index;
 use crate::metrics::{Kind, Metrics};
 use crate::store::error::{blocking, StoreError};
 use crate::store::hooks::Distribution;
+use crate::store::later_import::{self, LaterImports};
 use crate::store::locks::RefLocks;
 use crate::store::{ContentStore, Inner};
 use std::collections::HashSet;
@@ -24,7 +25,7 @@ impl ContentStore {
     ) -> Result<ContentStore, StoreError> {
         let given = DataPaths::new(&config.data_dir);
         let cache_max = config.cache_max_bytes;
-        let (paths, index, cache) = blocking(move || {
+        let (paths, index, cache, pending) = blocking(move || {
             given
                 .create_dirs()
                 .map_err(StoreError::io(format!("creating {}", given.root().display())))?;
@@ -61,9 +62,24 @@ impl ContentStore {
                 // them, so they stay until `ipcs fsck --repair` decides.
                 tracing::warn!(files = unrecorded.len(), "stored files without a record; run ipcs fsck");
             }
-            Ok((p, index, cache))
+            let pending = index.pending_imports()?;
+            Ok((p, index, cache, pending))
         })
         .await?;
+        let pending: Vec<_> = pending.iter().filter_map(|d| d.parse().ok()).collect();
+        let later = match backend.by_reference() {
+            Some(by_ref) => {
+                let layout = by_ref.layout().filter(|_| config.import_after_commit);
+                Some(LaterImports::new(layout, pending))
+            }
+            None => {
+                if !pending.is_empty() {
+                    // Their stored files serve reads; only the backend lacks their DAGs.
+                    tracing::warn!(blobs = pending.len(), "blobs committed with filestore = true wait for their import into ipfs; start with filestore = true to finish them");
+                }
+                None
+            }
+        };
         let inner = Arc::new(Inner {
             paths,
             index,
@@ -77,7 +93,11 @@ impl ContentStore {
             metrics,
             served: Default::default(),
             stored_turns: Default::default(),
+            later: later.as_ref().map(|(l, _)| l.clone()),
         });
+        if let Some((_, rx)) = later {
+            later_import::start(&inner, rx);
+        }
         sample(&inner);
         Ok(ContentStore { inner })
     }
@@ -100,6 +120,13 @@ fn sample(inner: &Arc<Inner>) {
         "Blobs evicted from the local cache to keep it within cache_max_bytes",
         Kind::Counter,
         move || Some(w.upgrade()?.cache.evictions() as f64),
+    );
+    let w = Arc::downgrade(inner);
+    m.sample(
+        "ipcs_pending_imports",
+        "Committed blobs whose import into ipfs is still to come",
+        Kind::Gauge,
+        move || Some(w.upgrade()?.later.as_ref().map_or(0, |l| l.count()) as f64),
     );
     let w = Arc::downgrade(inner);
     m.sample(

@@ -5,10 +5,11 @@
 //! Publishing starts with the first appended byte (`FollowingAdd`), so the commit mostly
 //! waits for the import's tail; an import that failed is redone from the file at commit.
 use crate::cid::Cid;
-use crate::digest::{Digest, Digester};
+use crate::digest::Digest;
 use crate::index::{BlobRecord, Committed, IngestRecord, UnixNanos};
 use crate::store::error::{blocking, StoreError};
 use crate::store::follow_add::FollowingAdd;
+use crate::store::ingest_hash::IngestHash;
 use crate::store::labels::{validate_labels, validate_total};
 use crate::store::locks::{Progress, RefGuard};
 use crate::store::Inner;
@@ -50,8 +51,8 @@ pub struct Writer {
     inner: Arc<Inner>,
     guard: RefGuard,
     ingest_ref: String,
-    /// File and hasher travel together into blocking tasks and back.
-    io: Option<(File, Digester)>,
+    /// File and hashes travel together into blocking tasks and back.
+    io: Option<(File, IngestHash)>,
     offset: u64,
     total: u64,
     expected: Option<Digest>,
@@ -74,7 +75,7 @@ fn open_ingest_file(
     inner: &Inner,
     ingest_ref: &str,
     algorithm: crate::digest::Algorithm,
-) -> Result<(File, Digester, u64, Option<UnixNanos>), StoreError> {
+) -> Result<(File, IngestHash, u64, Option<UnixNanos>), StoreError> {
     let dir = inner.paths.ingest_dir(ingest_ref);
     std::fs::create_dir_all(&dir).map_err(StoreError::io(format!("creating {}", dir.display())))?;
     let path = inner.paths.ingest_data(ingest_ref);
@@ -85,7 +86,10 @@ fn open_ingest_file(
         .truncate(false)
         .open(&path)
         .map_err(StoreError::io(format!("opening ingest {ingest_ref}")))?;
-    let (digester, offset) = crate::digest::hash_reader_into(&mut file, Digester::new(algorithm))
+    let layout = inner.later.as_ref().and_then(|l| l.layout);
+    let mut hash = IngestHash::new(algorithm, layout);
+    let offset = hash
+        .read_from(&mut file)
         .map_err(StoreError::io(format!("rehashing ingest {ingest_ref}")))?;
     file.seek(SeekFrom::End(0))
         .map_err(StoreError::io(format!("seeking ingest {ingest_ref}")))?;
@@ -94,7 +98,7 @@ fn open_ingest_file(
         .ok()
         .and_then(|m| m.modified().ok())
         .map(UnixNanos::from_system_time);
-    Ok((file, digester, offset, mtime))
+    Ok((file, hash, offset, mtime))
 }
 
 /// Records the time of a write as the file's mtime, to the nanosecond: the kernel's own
@@ -150,7 +154,7 @@ impl Writer {
         let inner2 = inner.clone();
         let r = ingest_ref.clone();
         let exp = expected.clone();
-        let (record, file, digester, offset, mtime) = blocking(move || {
+        let (record, file, hash, offset, mtime) = blocking(move || {
             let existing = inner2.index.ingest(&r)?;
             let algorithm = exp
                 .as_ref()
@@ -185,8 +189,8 @@ impl Writer {
                     rec
                 }
             };
-            let (file, digester, offset, mtime) = open_ingest_file(&inner2, &r, algorithm)?;
-            Ok((record, file, digester, offset, mtime))
+            let (file, hash, offset, mtime) = open_ingest_file(&inner2, &r, algorithm)?;
+            Ok((record, file, hash, offset, mtime))
         })
         .await?;
         let updated_at = match mtime {
@@ -197,7 +201,7 @@ impl Writer {
             inner,
             guard,
             ingest_ref,
-            io: Some((file, digester)),
+            io: Some((file, hash)),
             offset,
             total: record.total,
             expected: record.expected.clone(),
@@ -232,7 +236,7 @@ impl Writer {
     fn digest(&self) -> Digest {
         match (&self.final_digest, &self.io) {
             (Some(d), _) => d.clone(),
-            (None, Some((_, d))) => d.digest(),
+            (None, Some((_, h))) => h.digest.digest(),
             (None, None) => Digest::of_empty(),
         }
     }
@@ -302,7 +306,7 @@ impl Writer {
 
     async fn with_io<T: Send + 'static>(
         &mut self,
-        f: impl FnOnce(&mut File, &mut Digester) -> Result<T, StoreError> + Send + 'static,
+        f: impl FnOnce(&mut File, &mut IngestHash) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
         let (mut file, mut digester) = self.io.take().ok_or_else(|| {
             StoreError::FailedPrecondition(format!("ingest {} is closed", self.ingest_ref))
@@ -320,10 +324,10 @@ impl Writer {
         let n = data.len() as u64;
         let r = self.ingest_ref.clone();
         self.updated_at = self
-            .with_io(move |file, digester| {
+            .with_io(move |file, hash| {
                 file.write_all(&data)
                     .map_err(StoreError::io(format!("writing ingest {r}")))?;
-                digester.update(&data);
+                hash.update(&data);
                 stamp(file, &r)
             })
             .await?;
@@ -346,11 +350,11 @@ impl Writer {
         self.follower = None;
         let r = self.ingest_ref.clone();
         self.updated_at = self
-            .with_io(move |file, digester| {
+            .with_io(move |file, hash| {
                 file.set_len(0)
                     .and_then(|_| file.seek(SeekFrom::Start(0)))
                     .map_err(StoreError::io(format!("truncating ingest {r}")))?;
-                *digester = Digester::new(digester.algorithm());
+                hash.reset();
                 stamp(file, &r)
             })
             .await?;
@@ -387,16 +391,27 @@ impl Writer {
         }
         let inner = self.inner.clone();
         let keeper = self.inner.clone();
+        // Taken only now that the checks passed: a refused commit keeps its ingest going.
+        let computed = self.io.as_mut().and_then(|(_, h)| h.take_cid());
         // Kept once: the digest's turn, held until the blob is recorded (see `Kept`).
         let mut turn = None;
-        let (cid, leans_on) = match keeper.backend.by_reference() {
-            Some(by_ref) => {
+        let mut pending = false;
+        let (cid, leans_on) = match (keeper.backend.by_reference(), computed) {
+            // Recorded with the computed CID now, imported after the answer.
+            (Some(_), Some(cid)) => {
+                let file = inner.paths.ingest_data(&self.ingest_ref);
+                let (t, _) = keeper.link_stored(&actual, file).await?;
+                turn = Some(t);
+                pending = true;
+                (cid, Some(Vec::new()))
+            }
+            (Some(by_ref), None) => {
                 let file = inner.paths.ingest_data(&self.ingest_ref);
                 let kept = keeper.keep_once(by_ref, &actual, file, self.offset).await?;
                 turn = Some(kept.turn);
                 (kept.cid, Some(kept.leans_on))
             }
-            None => {
+            (None, _) => {
                 let cid = self
                     .publish()
                     .await
@@ -421,7 +436,10 @@ impl Writer {
         self.final_digest = Some(actual.clone());
         self.io = None;
         let outcome = blocking(move || {
-            let outcome = inner.index.commit_blob(&record, Some(&r))?;
+            let outcome = match pending {
+                true => inner.index.commit_blob_pending(&record, &r)?,
+                false => inner.index.commit_blob(&record, Some(&r))?,
+            };
             match (&outcome, leans_on) {
                 // Kept once: the stored name linked before the import is the blob's file.
                 (Committed::Inserted, Some(owners)) => {
@@ -448,7 +466,12 @@ impl Writer {
         if outcome == Committed::AlreadyExists {
             return Err(StoreError::AlreadyExists(format!("content {actual}")));
         }
-        tracing::info!(digest = %actual, size, "committed");
+        tracing::info!(digest = %actual, size, pending_import = pending, "committed");
+        if pending {
+            if let Some(later) = &self.inner.later {
+                later.push(actual.clone());
+            }
+        }
         self.inner.announce(&announced).await;
         Ok(())
     }

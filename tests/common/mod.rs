@@ -6,7 +6,7 @@ pub mod kubo_node;
 
 use ipcs::server::client;
 use ipcs::server::proto::admin::admin_client::AdminClient;
-use ipcs::server::proto::admin::BlobsRequest;
+use ipcs::server::proto::admin::{BlobsRequest, StatsRequest};
 use ipcs::server::proto::content_client::ContentClient;
 use ipcs::server::proto::{WriteAction, WriteContentRequest, WriteContentResponse};
 use rand::{RngCore, SeedableRng};
@@ -207,7 +207,33 @@ impl Ipcs {
     }
 
     /// digest → CID of every committed blob, from ipcs's admin API.
+    /// Blobs committed whose import into Kubo is still to come (`ipcs status`).
+    pub async fn pending_imports(&self) -> u64 {
+        let s = self.admin().await.stats(StatsRequest {}).await.unwrap();
+        s.into_inner().pending_imports
+    }
+
+    /// Waits (at most 60 s) until every committed blob is in Kubo: commits answer before
+    /// Kubo's import by default, so a test that looks into Kubo waits for it first.
+    pub async fn settled(&self) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let n = self.pending_imports().await;
+            if n == 0 {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{n} imports still pending after 60 s: {}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// digest → CID of every blob, once every import has finished.
     pub async fn cids(&self) -> HashMap<String, String> {
+        self.settled().await;
         let mut s = self
             .admin()
             .await

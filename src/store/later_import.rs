@@ -1,0 +1,256 @@
+//! Imports after the commit. When the backend keeps blobs by reference and its DAG shape
+//! is one ipcs reproduces (`crate::unixfs`), a Write computes the blob's CID while the bytes
+//! stream in, and its commit records the blob with that CID and answers at once; the
+//! backend's import of the stored file (Kubo hashing every byte again) runs here, after
+//! the answer, one blob at a time. containerd reads the blob from its stored file
+//! meanwhile, so nothing it does waits for the import; what needs the DAG in the backend
+//! waits for it (`wait`), and the blob is published to peers only once it is there.
+//!
+//! The pending set is in the index (`pending_imports_v1`, written with the blob's record),
+//! so a restart resumes it. An import that fails is retried with a growing pause; the
+//! record stays and keeps being served meanwhile. A Delete of a blob still pending takes
+//! the digest's turn (so it never runs beside its import) and drops it without an unpin.
+use crate::backend::{BackendError, DagLayout};
+use crate::digest::Digest;
+use crate::store::error::{blocking, StoreError};
+use crate::store::{ContentStore, Info, Inner};
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, Notify};
+
+/// Longest wait of a reader of the DAG for its import: the queue ahead of it may hold a
+/// whole image.
+pub const WAIT_FOR_IMPORT: Duration = Duration::from_secs(15 * 60);
+
+/// Longest pause between two attempts at an import that keeps failing.
+const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
+
+pub(crate) struct LaterImports {
+    /// The shape Writes compute CIDs for; None when commits import before answering
+    /// (`import_after_commit = false`): the queue then only finishes what a restart found.
+    pub layout: Option<DagLayout>,
+    queue: mpsc::UnboundedSender<Digest>,
+    pending: Mutex<HashSet<Digest>>,
+    done: Notify,
+}
+
+impl LaterImports {
+    /// The imports' state and the receiving end its worker (`start`) drains.
+    pub fn new(
+        layout: Option<DagLayout>,
+        pending: Vec<Digest>,
+    ) -> (Arc<LaterImports>, mpsc::UnboundedReceiver<Digest>) {
+        let (queue, rx) = mpsc::unbounded_channel();
+        for d in &pending {
+            let _ = queue.send(d.clone());
+        }
+        let later = LaterImports {
+            layout,
+            queue,
+            pending: Mutex::new(pending.into_iter().collect()),
+            done: Notify::new(),
+        };
+        (Arc::new(later), rx)
+    }
+
+    /// `d` was just recorded as pending: import it.
+    pub fn push(&self, d: Digest) {
+        self.pending.lock().unwrap().insert(d.clone());
+        let _ = self.queue.send(d);
+    }
+
+    pub fn is_pending(&self, d: &Digest) -> bool {
+        self.pending.lock().unwrap().contains(d)
+    }
+
+    pub fn count(&self) -> usize {
+        self.pending.lock().unwrap().len()
+    }
+
+    fn forget(&self, d: &Digest) {
+        self.pending.lock().unwrap().remove(d);
+        self.done.notify_waiters();
+    }
+
+    /// Waits until `d` is no longer pending (imported, or deleted), at most `deadline`.
+    pub async fn wait(&self, d: &Digest, deadline: Duration) -> Result<(), StoreError> {
+        let until = Instant::now() + deadline;
+        loop {
+            let done = self.done.notified();
+            tokio::pin!(done);
+            done.as_mut().enable();
+            if !self.is_pending(d) {
+                return Ok(());
+            }
+            let left = until.saturating_duration_since(Instant::now());
+            if tokio::time::timeout(left, done).await.is_err() {
+                return Err(StoreError::Ipfs {
+                    context: format!("waiting for {d}'s import into ipfs"),
+                    source: BackendError::Timeout {
+                        addr: "ipcs import queue".into(),
+                        op: "import after commit",
+                        after: deadline,
+                    },
+                });
+            }
+        }
+    }
+}
+
+/// Runs the imports of `inner` until the store is dropped.
+pub(crate) fn start(inner: &Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Digest>) {
+    let weak: Weak<Inner> = Arc::downgrade(inner);
+    tokio::spawn(async move {
+        let mut failures = 0u32;
+        // The sender lives in the store: once the store is gone, recv ends the loop.
+        while let Some(d) = rx.recv().await {
+            let Some(inner) = weak.upgrade() else { return };
+            match inner.import_later(&d).await {
+                Ok(()) => failures = 0,
+                Err(e) => {
+                    failures += 1;
+                    let pause = retry_pause(failures);
+                    tracing::warn!(digest = %d, error = %e, retry_in = ?pause, "import after commit failed; the blob is served from its stored file meanwhile");
+                    let Some(later) = inner.later.clone() else { return };
+                    drop(inner);
+                    tokio::time::sleep(pause).await;
+                    let _ = later.queue.send(d);
+                }
+            }
+        }
+    });
+}
+
+fn retry_pause(failures: u32) -> Duration {
+    Duration::from_millis(500)
+        .saturating_mul(1 << failures.min(8))
+        .min(MAX_RETRY_PAUSE)
+}
+
+impl Inner {
+    /// Imports one pending blob's stored file, records the backend's CID and the leans
+    /// the import found, and tells the hooks the blob can now be shared.
+    async fn import_later(self: &Arc<Self>, d: &Digest) -> Result<(), StoreError> {
+        let Some(later) = self.later.clone() else {
+            return Ok(());
+        };
+        let Some(by_ref) = self.backend.by_reference() else {
+            return Err(StoreError::FailedPrecondition(
+                "blobs wait for their import by reference, but the backend keeps copies (filestore = false)".into(),
+            ));
+        };
+        let turn = self.stored_turns.turn(d.clone()).await;
+        let me = self.clone();
+        let key = d.to_string();
+        let rec = blocking(move || match me.index.is_import_pending(&key)? {
+            true => Ok(me.index.blob(&key)?),
+            false => Ok(None),
+        })
+        .await?;
+        let Some(rec) = rec else {
+            drop(turn);
+            later.forget(d);
+            return Ok(());
+        };
+        let stored = self.paths.stored_blob(d);
+        let started = Instant::now();
+        let (cid, leans_on) = self.import_stored(by_ref, d, &stored, rec.size).await?;
+        if cid != rec.cid {
+            tracing::warn!(digest = %d, computed = %rec.cid, backend = %cid, "the backend gave another CID than the one computed at commit; recording the backend's");
+        }
+        let me = self.clone();
+        let key = d.to_string();
+        let imported = blocking(move || Ok(me.index.finish_import(&key, &cid, &leans_on)?)).await?;
+        drop(turn);
+        later.forget(d);
+        tracing::debug!(digest = %d, took = ?started.elapsed(), "imported after commit");
+        if let Some(rec) = imported {
+            let core = ContentStore {
+                inner: self.clone(),
+            };
+            self.hooks.clone().imported(core, rec.into()).await;
+        }
+        Ok(())
+    }
+
+    /// Deletes `d` if its import is still pending: under the digest's turn, so never
+    /// beside its import; no unpin, there is no pin yet. False if it was not pending.
+    pub(crate) async fn delete_pending(self: &Arc<Self>, d: &Digest) -> Result<bool, StoreError> {
+        let Some(later) = self.later.clone() else {
+            return Ok(false);
+        };
+        if !later.is_pending(d) {
+            return Ok(false);
+        }
+        let turn = self.stored_turns.turn(d.clone()).await;
+        let me = self.clone();
+        let key = d.clone();
+        let deleted = blocking(move || {
+            if !me.index.is_import_pending(&key.to_string())? {
+                return Ok(false);
+            }
+            me.index.remove_blob(&key.to_string())?;
+            me.served.forget(&key);
+            me.cache
+                .remove(&key)
+                .map_err(StoreError::io(format!("removing cached {key}")))?;
+            Ok(true)
+        })
+        .await?;
+        drop(turn);
+        if deleted {
+            later.forget(d);
+            self.release_stored(d).await?;
+            tracing::info!(digest = %d, "deleted before its import into ipfs");
+        }
+        Ok(deleted)
+    }
+}
+
+impl ContentStore {
+    /// Blobs committed but not yet imported into the backend.
+    pub fn pending_imports(&self) -> usize {
+        self.inner.later.as_ref().map_or(0, |l| l.count())
+    }
+
+    /// Whether `d`'s import into the backend is still to come.
+    pub fn import_pending(&self, d: &Digest) -> bool {
+        self.inner.later.as_ref().is_some_and(|l| l.is_pending(d))
+    }
+
+    /// The local record of `d` once its DAG is in the backend (at once if it is, after at
+    /// most `WAIT_FOR_IMPORT` if its import is pending): for whatever reads the DAG from
+    /// the backend instead of the blob from this store. None when the store lacks it.
+    pub async fn imported_info(&self, d: &Digest) -> Result<Option<Info>, StoreError> {
+        if let Some(l) = &self.inner.later {
+            l.wait(d, WAIT_FOR_IMPORT).await?;
+        }
+        self.local_info(d).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_pause_longer_each_time_up_to_a_bound() {
+        assert_eq!(retry_pause(1), Duration::from_secs(1));
+        assert_eq!(retry_pause(2), Duration::from_secs(2));
+        assert_eq!(retry_pause(20), MAX_RETRY_PAUSE);
+    }
+
+    #[tokio::test]
+    async fn a_wait_ends_when_the_import_does_and_times_out_otherwise() {
+        let d: Digest = format!("sha256:{}", "a".repeat(64)).parse().unwrap();
+        let (later, _rx) = LaterImports::new(None, vec![d.clone()]);
+        let err = later.wait(&d, Duration::from_millis(50)).await.unwrap_err();
+        assert!(err.to_string().contains("import"), "{err}");
+        let l = later.clone();
+        let waiter = tokio::spawn(async move { l.wait(&d, Duration::from_secs(10)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        later.forget(&format!("sha256:{}", "a".repeat(64)).parse().unwrap());
+        waiter.await.unwrap().unwrap();
+    }
+}
