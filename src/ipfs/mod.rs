@@ -3,4 +3,4 @@ mod dag;
 mod kubo;
 
 pub use dag::{DagImport, RefsWalk};
-pub use kubo::{AddedBlob, KuboClient, KuboError, PinEntry};
+pub use kubo::{AddedBlob, KuboClient, KuboError, PinEntry, UNIXFS_FILE_MAX_LINKS};
