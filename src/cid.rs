@@ -1,6 +1,7 @@
-//! Content identifiers of DAGs in the blob backend. ipcs never computes or decodes a CID;
-//! it only checks that one is a plausible token (so a hostile hint cannot smuggle query
-//! syntax or whitespace into a backend call) and carries it.
+//! Content identifiers of DAGs in the blob backend. ipcs never decodes a CID: it checks
+//! that one is a plausible token (so a hostile hint cannot smuggle query syntax or
+//! whitespace into a backend call) and carries it. The one CID ipcs computes itself is a
+//! file's under its import options (`unixfs::FileCid`), and it comes out as this type too.
 use std::fmt;
 
 /// Longest CID accepted; real CIDv1 base32 sha2-256 ones are 59 characters.

@@ -14,7 +14,8 @@
 //!   over `store` and Kubo's DAG commands (`ipfs`); `cli` holds the client side of
 //!   `ipcs export`, `import`, `compare` and `ipfs-push`;
 //! - leaves: `ipfs` (Kubo's HTTP client), `endpoint`, `running` (an HTTP endpoint's stop
-//!   handle), `filter`, `digest`, `cid`, `config`.
+//!   handle), `filter`, `digest`, `cid`, `unixfs` (a file's CID, computed as it streams
+//!   in), `config`.
 pub mod backend;
 pub mod car;
 pub mod cid;
@@ -38,3 +39,4 @@ pub mod running;
 pub mod server;
 pub mod share_policy;
 pub mod store;
+pub mod unixfs;
