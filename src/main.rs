@@ -335,7 +335,10 @@ async fn status(a: ClientArgs) -> Result<(), String> {
         false => "twice: copied into Kubo's blockstore, cached here",
     };
     println!("blobs kept:  {kept}");
-    println!("pending imports: {} (committed, kubo's import still to come)", s.pending_imports);
+    println!(
+        "pending imports: {} (committed, kubo's import still to come)",
+        s.pending_imports
+    );
     println!("disk (bytes on disk per part):");
     println!("  index:     {}", s.index_bytes);
     println!("  ingests:   {}", s.ingest_bytes);

@@ -453,8 +453,13 @@ async fn path_like_refs_touch_nothing_outside_the_data_dir() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn unreachable_kubo_is_a_clear_error_not_unavailable() {
-    // Nothing listens on port 9 of loopback.
-    let ipcs = Ipcs::start_with("http://127.0.0.1:9".into(), vec![]).await;
+    // Nothing listens on port 9 of loopback. A commit that waits for Kubo's import
+    // (by default the import follows the commit: tests/later_import.rs).
+    let ipcs = Ipcs::start_with(
+        "http://127.0.0.1:9".into(),
+        vec![("IPCS_IMPORT_AFTER_COMMIT".into(), "false".into())],
+    )
+    .await;
     let mut c = ipcs.content().await;
     let data = b"cannot be published".to_vec();
     let started = Instant::now();

@@ -47,6 +47,7 @@ async fn delete_unpins_in_kubo() {
     assert!(ipcs.cids().await.is_empty());
     // Written again, it is pinned again.
     put_blob(&mut c, "delete-me-again", &data).await.unwrap();
+    ipcs.settled().await;
     let pins =
         String::from_utf8(ipfs(&["pin", "ls", "--type", "recursive"], None).unwrap()).unwrap();
     assert!(pins.contains(&cid));

@@ -246,6 +246,7 @@ async fn references_pinned_by_someone_else_do_not_fail_the_commit() {
 
     let d = put_blob(&mut c, "held", &data).await.unwrap();
     assert_eq!(read_range(&mut c, &d, 0, 0).await.unwrap(), data);
+    ipcs.settled().await;
     assert!(
         ipcs.log_text().contains("held by another pin"),
         "{}",

@@ -42,15 +42,23 @@ async fn a_commit_answers_while_kubo_is_stalled_and_the_import_follows() {
         assert_eq!(&read_range(&mut c, d, 0, 0).await.unwrap(), b);
     }
     kubo.signal("CONT");
-    assert!(took < Duration::from_secs(20), "commits waited for kubo: {took:?}");
-    assert_eq!(pending, blobs.len() as u64, "every commit left its import pending");
+    assert!(
+        took < Duration::from_secs(20),
+        "commits waited for kubo: {took:?}"
+    );
+    assert_eq!(
+        pending,
+        blobs.len() as u64,
+        "every commit left its import pending"
+    );
 
     let cids = ipcs.cids().await;
     for (d, b) in digests.iter().zip(&blobs) {
         let want = expected_cid(b);
         assert_eq!(cids[d], want, "recorded CID of {} bytes", b.len());
         assert_eq!(
-            kubo.ipfs(&["pin", "ls", "--type", "recursive", "-q", &want]).map(|s| s.trim().to_string()),
+            kubo.ipfs(&["pin", "ls", "--type", "recursive", "-q", &want])
+                .map(|s| s.trim().to_string()),
             Ok(want.clone())
         );
     }

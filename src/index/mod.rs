@@ -75,13 +75,22 @@ impl Index {
             }
             other => other?,
         };
-        // Create the tables up front so read transactions never see them missing.
-        let tx = db.begin_write()?;
-        tx.open_table(BLOBS)?;
-        tx.open_table(INGESTS)?;
-        tx.open_table(LEANS)?;
-        tx.open_table(PENDING_IMPORTS)?;
-        tx.commit()?;
+        // Create the tables up front so read transactions never see them missing; only
+        // when one is missing, so that a store on a full disk still opens.
+        let all_there = {
+            let tx = db.begin_read()?;
+            [BLOBS, INGESTS, LEANS, PENDING_IMPORTS]
+                .iter()
+                .all(|t| tx.open_table(*t).is_ok())
+        };
+        if !all_there {
+            let tx = db.begin_write()?;
+            tx.open_table(BLOBS)?;
+            tx.open_table(INGESTS)?;
+            tx.open_table(LEANS)?;
+            tx.open_table(PENDING_IMPORTS)?;
+            tx.commit()?;
+        }
         Ok(Index { db: Arc::new(db) })
     }
 

@@ -68,7 +68,9 @@ mod tests {
 
     fn blob(c: char) -> BlobRecord {
         BlobRecord {
-            digest: format!("sha256:{}", c.to_string().repeat(64)).parse().unwrap(),
+            digest: format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap(),
             cid: "bafycomputed".parse().unwrap(),
             size: 3,
             labels: BTreeMap::new(),
@@ -85,10 +87,16 @@ mod tests {
         let (ka, kb) = (a.digest.to_string(), b.digest.to_string());
         index.commit_blob_pending(&a, "ra").unwrap();
         index.commit_blob_pending(&b, "rb").unwrap();
-        assert_eq!(index.pending_imports().unwrap(), vec![ka.clone(), kb.clone()]);
+        assert_eq!(
+            index.pending_imports().unwrap(),
+            vec![ka.clone(), kb.clone()]
+        );
 
         let kubo: Cid = "bafykubo".parse().unwrap();
-        let rec = index.finish_import(&ka, &kubo, &[kb.clone()]).unwrap().unwrap();
+        let rec = index
+            .finish_import(&ka, &kubo, std::slice::from_ref(&kb))
+            .unwrap()
+            .unwrap();
         assert_eq!(rec.cid, kubo);
         assert_eq!(index.blob(&ka).unwrap().unwrap().cid, kubo);
         assert!(!index.is_import_pending(&ka).unwrap());

@@ -112,7 +112,9 @@ pub(crate) fn start(inner: &Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Digest>)
                     failures += 1;
                     let pause = retry_pause(failures);
                     tracing::warn!(digest = %d, error = %e, retry_in = ?pause, "import after commit failed; the blob is served from its stored file meanwhile");
-                    let Some(later) = inner.later.clone() else { return };
+                    let Some(later) = inner.later.clone() else {
+                        return;
+                    };
                     drop(inner);
                     tokio::time::sleep(pause).await;
                     let _ = later.queue.send(d);
