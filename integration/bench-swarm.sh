@@ -11,6 +11,7 @@
 #   c. late join: N-1 nodes hold the image (pulled as a herd); node N starts and pulls
 #   d. herd in which the node leading the largest layer has its ipcs killed (-9) at ~50%
 #      of that layer (built-in: the herd of b, nobody killed)
+# and, once all N cluster peers are up (in c), the CRDT pinset's convergence time.
 #
 # Registry egress is the veth's tx_bytes inside the registry's namespace. Prints a table
 # and puts it into BENCHMARKS.md between "<!-- bench-swarm -->" markers (BENCH_SWARM_OUT;
@@ -89,6 +90,29 @@ pull_all() {
 
 egress() { record "$1.egress" "$2" "$(tb_egress "$3" | cut -d' ' -f1)"; }
 
+# crdt_convergence: IPFS Cluster's CRDT pinset on its own, 5 samples: a pin added through
+# node 1's cluster peer, timed until every other peer's pinset lists it (the shared pinset,
+# GET /allocations/CID on each peer's REST socket, not the pinning status). The probe CIDs
+# are tiny blocks in node 1's Kubo, unpinned again after each sample.
+crdt_convergence() {
+  local i cid t0 n sock ok
+  for i in 1 2 3 4 5; do
+    cid=$(echo "crdt probe $i $(date +%s%N)" | p2p_ipfs 1 30 add -Q --pin=false) || return 1
+    t0=$(now_ms)
+    p2p_cctl 1 pin add --no-status --name "crdt-probe-$i" "$cid" >/dev/null || return 1
+    for n in $(seq 2 "$N"); do
+      sock=${P2P_REST[$n]#unix://} ok=""
+      for _ in $(seq 1 1500); do
+        curl -sf --max-time 2 --unix-socket "$sock" "http://localhost/allocations/$cid" >/dev/null && { ok=1; break; }
+        sleep 0.01
+      done
+      [ -n "$ok" ] || { say "crdt probe $i: node $n's pinset never listed $cid"; return 1; }
+    done
+    record "crdt.$i" ipcs "$(secs $(( $(now_ms) - t0 )))"
+    p2p_cctl 1 pin rm --no-status "$cid" >/dev/null || true
+  done
+}
+
 # scenario STORE SC START PULL...: starts the nodes listed in START (builtin or ipcs; ""
 # when the caller started them), marks the registry's egress, pulls on PULL... (scenario
 # a: one node after another, else all at once), records the egress, stops every node.
@@ -127,6 +151,8 @@ pull_all ipcs c-first $(seq 1 $((N - 1)))
 t0=$(now_ms)
 tb_node_up "$N" $(seq 1 $((N - 1)))
 record c.join ipcs "$(secs $(( $(now_ms) - t0 )))"
+say "ipcs: CRDT pinset convergence across the $N cluster peers"
+crdt_convergence
 scenario ipcs c "" "$N"
 
 say "ipcs: d. herd, the leader of the largest layer killed at ~50%"
@@ -223,6 +249,11 @@ for sc in "abcd":
         print(f"| {names[sc]} | node killed (its own pull fails with it) | | node {v.get(('d.killed', 'ipcs'), '?')} | | | |")
     if sc == "c" and f("c.join", "ipcs") is not None:
         print(f"| {names[sc]} | node start (Kubo, cluster peer, ipcs, containerd) (s) | | {f('c.join', 'ipcs'):.1f} | | | |")
+    crdt = sorted(float(x) for (k, s), x in v.items() if k.startswith("crdt.") and s == "ipcs")
+    if sc == "c" and crdt:
+        med = crdt[len(crdt) // 2]
+        print(f"| {names[sc]} | CRDT pinset convergence: a pin on node 1 until all {N - 1} other pinsets list it (s), "
+              f"median [min–max] of {len(crdt)} | | {med:.2f} [{crdt[0]:.2f}–{crdt[-1]:.2f}] | | | |")
 print()
 print(f"(bench-swarm: {int(E['ELAPSED']) // 60} min {int(E['ELAPSED']) % 60} s in all; load average at the end {E['LOAD']}; "
       "per-node targets compare each node with the same node of the built-in run of the same scenario, d with b's.)")
