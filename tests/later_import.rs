@@ -19,7 +19,13 @@ async fn pending_for_a_while(ipcs: &Ipcs) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_commit_answers_while_kubo_is_stalled_and_the_import_follows() {
     let kubo = KuboNode::start();
-    let ipcs = Ipcs::start_with(kubo.api.clone(), vec![]).await;
+    // The import sent to the stalled Kubo gets no answer even after SIGCONT: it ends at
+    // its deadline and the retry imports the blob.
+    let ipcs = Ipcs::start_with(
+        kubo.api.clone(),
+        vec![("IPCS_KUBO_TIMEOUT_SECS".into(), "3".into())],
+    )
+    .await;
     let mut c = ipcs.content().await;
     // Sizes around the chunk and tree edges of Kubo's layout (256 KiB, 174 links).
     let sizes = [0usize, 1, 262_144, 262_145, 174 * 262_144 + 1];
