@@ -2,7 +2,8 @@
 //! the CID ipcs computed while the blob streamed in and answers without Kubo; Kubo's
 //! import follows and ends with the same CID pinned. A Kubo that is stalled or down
 //! delays only the import; a restart resumes it; a Delete before it leaves nothing behind;
-//! resumed and truncated ingests compute the same CID as one straight stream.
+//! resumed and truncated ingests compute the same CID as one straight stream; an import
+//! waits while another Write streams.
 mod common;
 
 use common::kubo_node::KuboNode;
@@ -168,4 +169,28 @@ async fn resumed_and_truncated_ingests_record_the_cid_kubo_gives() {
     assert_eq!(cids[&d], expected_cid(&data), "resumed ingest");
     assert_eq!(cids[&d2], expected_cid(&data2), "truncated ingest");
     assert!(!ipcs.log_text().contains("another CID"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn imports_wait_while_another_write_streams() {
+    let ipcs = Ipcs::start().await;
+    let mut c = ipcs.content().await;
+    // A pull still writing another layer: the import of a committed one waits for it.
+    let (mut busy, _) = WriteSession::open(&mut c, stat("still-writing", 0, ""))
+        .await
+        .unwrap();
+    busy.send(write(0, b"partial")).await.unwrap();
+    let data = random_bytes(1 << 20, 70);
+    let d = put_blob(&mut c, "done-layer", &data).await.unwrap();
+    let pending = pending_for_a_while(&ipcs).await;
+    busy.close_and_drain().await;
+    let t0 = Instant::now();
+    let cids = ipcs.cids().await;
+    assert_eq!(pending, 1, "the import ran beside an open Write stream");
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "the import did not follow the end of the stream: {:?}",
+        t0.elapsed()
+    );
+    assert_eq!(cids[&d], expected_cid(&data));
 }

@@ -99,6 +99,9 @@ impl Differ {
             .parse()
             .map_err(|e| DiffError::InvalidArgument(format!("layer digest: {e}")))?;
         let plan = mounts::plan(&req.mounts, mounts::running_in_userns())?;
+        // Kubo's imports of committed blobs wait while a layer is applied: containerd
+        // waits for this, not for them.
+        let _imports_wait = self.store.hold_imports();
         let blob = self
             .store
             .open_verified(&digest)

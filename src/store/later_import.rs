@@ -6,6 +6,11 @@
 //! meanwhile, so nothing it does waits for the import; what needs the DAG in the backend
 //! waits for it (`wait`), and the blob is published to peers only once it is there.
 //!
+//! The imports yield to the pull they came from: an import waits while Write streams are
+//! open or a layer is being applied (`hold`), since the backend hashing every byte again
+//! on the same cores would slow exactly what containerd waits for, but never longer than
+//! `MAX_YIELD` after its commit, so a node that never goes quiet still imports.
+//!
 //! The pending set is in the index (`pending_imports_v1`, written with the blob's record),
 //! so a restart resumes it. An import that fails is retried with a growing pause; the
 //! record stays and keeps being served meanwhile. A Delete of a blob still pending takes
@@ -15,6 +20,7 @@ use crate::digest::Digest;
 use crate::store::error::{blocking, StoreError};
 use crate::store::{ContentStore, Info, Inner};
 use std::collections::HashSet;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, Notify};
@@ -23,6 +29,9 @@ use tokio::sync::{mpsc, Notify};
 /// whole image.
 pub const WAIT_FOR_IMPORT: Duration = Duration::from_secs(15 * 60);
 
+/// Longest an import waits for the node to go quiet after its blob's commit.
+const MAX_YIELD: Duration = Duration::from_secs(10);
+
 /// Longest pause between two attempts at an import that keeps failing.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(30);
 
@@ -30,9 +39,26 @@ pub(crate) struct LaterImports {
     /// The shape Writes compute CIDs for; None when commits import before answering
     /// (`import_after_commit = false`): the queue then only finishes what a restart found.
     pub layout: Option<DagLayout>,
-    queue: mpsc::UnboundedSender<Digest>,
+    queue: mpsc::UnboundedSender<Queued>,
     pending: Mutex<HashSet<Digest>>,
     done: Notify,
+    /// Layers being applied now: imports wait while any is (see `hold`).
+    holds: AtomicUsize,
+}
+
+/// A digest to import and when it must start even if the node is busy.
+pub(crate) struct Queued {
+    digest: Digest,
+    due: Instant,
+}
+
+/// Imports wait while this lives (at most `MAX_YIELD` after their commit).
+pub struct ImportHold(Arc<LaterImports>);
+
+impl Drop for ImportHold {
+    fn drop(&mut self) {
+        self.0.holds.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl LaterImports {
@@ -40,16 +66,21 @@ impl LaterImports {
     pub fn new(
         layout: Option<DagLayout>,
         pending: Vec<Digest>,
-    ) -> (Arc<LaterImports>, mpsc::UnboundedReceiver<Digest>) {
+    ) -> (Arc<LaterImports>, mpsc::UnboundedReceiver<Queued>) {
         let (queue, rx) = mpsc::unbounded_channel();
+        // Left by the last run: nothing to yield to.
         for d in &pending {
-            let _ = queue.send(d.clone());
+            let _ = queue.send(Queued {
+                digest: d.clone(),
+                due: Instant::now(),
+            });
         }
         let later = LaterImports {
             layout,
             queue,
             pending: Mutex::new(pending.into_iter().collect()),
             done: Notify::new(),
+            holds: AtomicUsize::new(0),
         };
         (Arc::new(later), rx)
     }
@@ -57,7 +88,10 @@ impl LaterImports {
     /// `d` was just recorded as pending: import it.
     pub fn push(&self, d: Digest) {
         self.pending.lock().unwrap().insert(d.clone());
-        let _ = self.queue.send(d);
+        let _ = self.queue.send(Queued {
+            digest: d,
+            due: Instant::now() + MAX_YIELD,
+        });
     }
 
     pub fn is_pending(&self, d: &Digest) -> bool {
@@ -99,12 +133,21 @@ impl LaterImports {
 }
 
 /// Runs the imports of `inner` until the store is dropped.
-pub(crate) fn start(inner: &Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Digest>) {
+pub(crate) fn start(inner: &Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let weak: Weak<Inner> = Arc::downgrade(inner);
     tokio::spawn(async move {
         let mut failures = 0u32;
         // The sender lives in the store: once the store is gone, recv ends the loop.
-        while let Some(d) = rx.recv().await {
+        while let Some(Queued { digest: d, due }) = rx.recv().await {
+            // Yield to a pull in progress, up to the blob's due time.
+            loop {
+                let Some(inner) = weak.upgrade() else { return };
+                if Instant::now() >= due || !inner.busy() {
+                    break;
+                }
+                drop(inner);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
             let Some(inner) = weak.upgrade() else { return };
             match inner.import_later(&d).await {
                 Ok(()) => failures = 0,
@@ -117,7 +160,10 @@ pub(crate) fn start(inner: &Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Digest>)
                     };
                     drop(inner);
                     tokio::time::sleep(pause).await;
-                    let _ = later.queue.send(d);
+                    let _ = later.queue.send(Queued {
+                        digest: d,
+                        due: Instant::now(),
+                    });
                 }
             }
         }
@@ -131,6 +177,15 @@ fn retry_pause(failures: u32) -> Duration {
 }
 
 impl Inner {
+    /// Whether a pull is being served now: Write streams open, or layers being applied.
+    fn busy(&self) -> bool {
+        self.locks.writers() > 0
+            || self
+                .later
+                .as_ref()
+                .is_some_and(|l| l.holds.load(Ordering::SeqCst) > 0)
+    }
+
     /// Imports one pending blob's stored file, records the backend's CID and the leans
     /// the import found, and tells the hooks the blob can now be shared.
     async fn import_later(self: &Arc<Self>, d: &Digest) -> Result<(), StoreError> {
@@ -211,6 +266,15 @@ impl Inner {
 }
 
 impl ContentStore {
+    /// Makes imports after commit wait while the returned guard lives (a layer being
+    /// applied reads its blob from the local file and competes with them for the CPU);
+    /// None when this store imports at commit.
+    pub fn hold_imports(&self) -> Option<ImportHold> {
+        let later = self.inner.later.clone()?;
+        later.holds.fetch_add(1, Ordering::SeqCst);
+        Some(ImportHold(later))
+    }
+
     /// Blobs committed but not yet imported into the backend.
     pub fn pending_imports(&self) -> usize {
         self.inner.later.as_ref().map_or(0, |l| l.count())

@@ -41,6 +41,7 @@ mod tests;
 pub use error::{blocking, StoreError};
 pub use hooks::{Distribution, Standalone};
 pub use kept_once::stored_digest;
+pub use later_import::ImportHold;
 pub use open_verified::VerifiedBlob;
 pub use reader::BlobStream;
 pub use rules::MAX_MANIFEST_BYTES;
