@@ -108,7 +108,7 @@ crdt_convergence() {
       done
       [ -n "$ok" ] || { say "crdt probe $i: node $n's pinset never listed $cid"; return 1; }
     done
-    record "crdt.$i" ipcs "$(secs $(( $(now_ms) - t0 )))"
+    record "crdt.$i" ipcs "$(awk -v ms=$(( $(now_ms) - t0 )) 'BEGIN { printf "%.3f", ms / 1000 }')"
     p2p_cctl 1 pin rm --no-status "$cid" >/dev/null || true
   done
 }
@@ -253,7 +253,7 @@ for sc in "abcd":
     if sc == "c" and crdt:
         med = crdt[len(crdt) // 2]
         print(f"| {names[sc]} | CRDT pinset convergence: a pin on node 1 until all {N - 1} other pinsets list it (s), "
-              f"median [min–max] of {len(crdt)} | | {med:.2f} [{crdt[0]:.2f}–{crdt[-1]:.2f}] | | | |")
+              f"median [min–max] of {len(crdt)} | | {med:.3f} [{crdt[0]:.3f}–{crdt[-1]:.3f}] | | | |")
 print()
 print(f"(bench-swarm: {int(E['ELAPSED']) // 60} min {int(E['ELAPSED']) % 60} s in all; load average at the end {E['LOAD']}; "
       "per-node targets compare each node with the same node of the built-in run of the same scenario, d with b's.)")
@@ -269,7 +269,8 @@ try:
     text = open(out).read()
 except FileNotFoundError:
     text = ""
-pat = re.compile(r"<!-- bench-swarm -->.*?<!-- /bench-swarm -->", re.S)
+# Whole lines only: a note quoting the marker is no marker.
+pat = re.compile(r"^<!-- bench-swarm -->$.*?^<!-- /bench-swarm -->$", re.S | re.M)
 text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
 open(out, "w").write(text)
 PY
