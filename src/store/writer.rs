@@ -2,8 +2,12 @@
 //! resumable after a restart, and committed by publishing the file to IPFS and recording
 //! digest → CID in the index. Commit order follows containerd's local store: sync →
 //! check size → check digest → already there? drop the ingest : publish, record, cache.
-//! Publishing starts with the first appended byte (`FollowingAdd`), so the commit mostly
-//! waits for the import's tail; an import that failed is redone from the file at commit.
+//! With blobs kept once and imports after the commit (the default), the CID is computed
+//! as the bytes arrive (`ingest_hash`) and the commit records it and answers, leaving the
+//! import to `later_import`; kept once without it, the commit imports the stored file
+//! (`kept_once`). With two copies, publishing starts with the first appended byte
+//! (`FollowingAdd`), so the commit mostly waits for the import's tail; an import that
+//! failed is redone from the file at commit.
 use crate::cid::Cid;
 use crate::digest::Digest;
 use crate::index::{BlobRecord, Committed, IngestRecord, UnixNanos};
