@@ -132,6 +132,8 @@ async fn a_blob_sharing_a_block_keeps_the_file_it_reads_from() {
     let second = [shared, random_bytes(3 * CHUNK, 1713)].concat();
     let d1 = put_blob(&mut c, "share-1", &first).await.unwrap();
     let d2 = put_blob(&mut c, "share-2", &second).await.unwrap();
+    // Kubo's imports follow the commits, in commit order.
+    ipcs.settled().await;
     let f1 = stored_file(&ipcs.data, &d1);
     let f2 = stored_file(&ipcs.data, &d2);
     // The shared block is one reference, into the first file.
