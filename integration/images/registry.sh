@@ -105,9 +105,12 @@ case "$cmd" in
       echo $! >"$pidf"
     fi
     p=$(cur_port)
+    started=$(cat "$pidf")
     for _ in $(seq 1 150); do   # bounded: 15 s
       if answers "$p"; then echo "http://127.0.0.1:$p"; exit 0; fi
-      running_pid >/dev/null || { echo "registry.sh: registry exited; log tail:" >&2; tail -n 20 "$log" >&2; rm -f "$pidf"; exit 1; }
+      # Liveness by pid only: the cmdline check of running_pid can read an empty
+      # /proc/PID/cmdline while setsid execs the registry, and took a live one for dead.
+      kill -0 "$started" 2>/dev/null || { echo "registry.sh: registry exited; log tail:" >&2; tail -n 20 "$log" >&2; rm -f "$pidf"; exit 1; }
       sleep 0.1
     done
     echo "registry.sh: registry did not answer on 127.0.0.1:$p within 15 s; log tail:" >&2
