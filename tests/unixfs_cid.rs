@@ -9,30 +9,6 @@ use ipcs::ipfs::UNIXFS_FILE_MAX_LINKS;
 use ipcs::unixfs::FileCid;
 use rand::{Rng, SeedableRng};
 
-/// `ipfs add --only-hash` with every option that shapes the DAG spelled out.
-fn kubo_cid(data: &[u8], chunk: u32, links: u32) -> String {
-    let tmp = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(tmp.path(), data).unwrap();
-    let out = ipfs(
-        &[
-            "add",
-            "--only-hash",
-            "-Q",
-            "--cid-version=1",
-            "--raw-leaves=true",
-            &format!("--chunker=size-{chunk}"),
-            "--hash=sha2-256",
-            "--trickle=false",
-            &format!("--max-file-links={links}"),
-            "--inline=false",
-            tmp.path().to_str().unwrap(),
-        ],
-        None,
-    )
-    .unwrap();
-    String::from_utf8(out).unwrap().trim().to_string()
-}
-
 /// Our CID, the stream cut at random points (slices of 0 to 3 chunks or 1 MiB).
 fn our_cid(data: &[u8], chunk: u32, links: u32, seed: u64) -> String {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);

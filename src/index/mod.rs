@@ -278,11 +278,11 @@ mod tests {
     use super::*;
     use std::collections::BTreeMap;
 
-    fn d(c: char) -> String {
+    pub(super) fn d(c: char) -> String {
         format!("sha256:{}", c.to_string().repeat(64))
     }
 
-    fn blob(d: &str) -> BlobRecord {
+    pub(super) fn blob(d: &str) -> BlobRecord {
         BlobRecord {
             digest: d.parse().unwrap(),
             cid: "bafk".parse().unwrap(),

@@ -63,27 +63,13 @@ impl Index {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::index::UnixNanos;
-    use std::collections::BTreeMap;
-
-    fn blob(c: char) -> BlobRecord {
-        BlobRecord {
-            digest: format!("sha256:{}", c.to_string().repeat(64))
-                .parse()
-                .unwrap(),
-            cid: "bafycomputed".parse().unwrap(),
-            size: 3,
-            labels: BTreeMap::new(),
-            created_at: UnixNanos(1),
-            updated_at: UnixNanos(1),
-        }
-    }
+    use crate::index::tests::{blob, d};
 
     #[test]
     fn a_pending_import_ends_with_the_backends_cid_or_with_the_blob() {
         let dir = tempfile::tempdir().unwrap();
         let index = Index::open(&dir.path().join("i.redb")).unwrap();
-        let (a, b) = (blob('a'), blob('b'));
+        let (a, b) = (blob(&d('a')), blob(&d('b')));
         let (ka, kb) = (a.digest.to_string(), b.digest.to_string());
         index.commit_blob_pending(&a, "ra").unwrap();
         index.commit_blob_pending(&b, "rb").unwrap();

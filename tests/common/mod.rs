@@ -62,8 +62,9 @@ pub fn ipfs(args: &[&str], stdin: Option<&Path>) -> Result<Vec<u8>, String> {
     }
 }
 
-/// The CID `ipfs add` gives `data` with ipcs's import options, without storing it.
-pub fn expected_cid(data: &[u8]) -> String {
+/// The CID `ipfs add --only-hash` gives `data`, with every option that shapes the DAG
+/// spelled out.
+pub fn kubo_cid(data: &[u8], chunk: u32, links: u32) -> String {
     let tmp = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(tmp.path(), data).unwrap();
     let out = ipfs(
@@ -71,17 +72,24 @@ pub fn expected_cid(data: &[u8]) -> String {
             "add",
             "--only-hash",
             "-Q",
-            "--cid-version",
-            "1",
-            "--raw-leaves",
-            "--chunker",
-            "size-262144",
+            "--cid-version=1",
+            "--raw-leaves=true",
+            &format!("--chunker=size-{chunk}"),
+            "--hash=sha2-256",
+            "--trickle=false",
+            &format!("--max-file-links={links}"),
+            "--inline=false",
             tmp.path().to_str().unwrap(),
         ],
         None,
     )
     .unwrap();
     String::from_utf8(out).unwrap().trim().to_string()
+}
+
+/// The CID `ipfs add` gives `data` with ipcs's import options, without storing it.
+pub fn expected_cid(data: &[u8]) -> String {
+    kubo_cid(data, 262_144, 174)
 }
 
 /// Whether `cid` is among the Kubo node's recursive pins.
