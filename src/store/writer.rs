@@ -312,15 +312,15 @@ impl Writer {
         &mut self,
         f: impl FnOnce(&mut File, &mut IngestHash) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
-        let (mut file, mut digester) = self.io.take().ok_or_else(|| {
+        let (mut file, mut hash) = self.io.take().ok_or_else(|| {
             StoreError::FailedPrecondition(format!("ingest {} is closed", self.ingest_ref))
         })?;
-        let (file, digester, out) = blocking(move || {
-            let out = f(&mut file, &mut digester)?;
-            Ok((file, digester, out))
+        let (file, hash, out) = blocking(move || {
+            let out = f(&mut file, &mut hash)?;
+            Ok((file, hash, out))
         })
         .await?;
-        self.io = Some((file, digester));
+        self.io = Some((file, hash));
         Ok(out)
     }
 
