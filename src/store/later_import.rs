@@ -210,9 +210,17 @@ impl Inner {
             later.forget(d);
             return Ok(());
         };
-        let stored = self.paths.stored_blob(d);
         let started = Instant::now();
-        let (cid, leans_on) = self.import_stored(by_ref, d, &stored, rec.size).await?;
+        let ctx = format!("checking who pins {d} ({})", rec.cid);
+        let (cid, leans_on) = if let Some(name) = self.others_pin(&rec.cid, ctx).await? {
+            // Importing over their pin would rename it ours, and a Delete would then
+            // remove it. Their pin already holds every block of this CID.
+            tracing::info!(digest = %d, cid = %rec.cid, pin = name, "already pinned by someone else; left to their pin, not imported");
+            (rec.cid.clone(), Vec::new())
+        } else {
+            let stored = self.paths.stored_blob(d);
+            self.import_stored(by_ref, d, &stored, rec.size).await?
+        };
         if cid != rec.cid {
             tracing::warn!(digest = %d, computed = %rec.cid, backend = %cid, "the backend gave another CID than the one computed at commit; recording the backend's");
         }

@@ -42,8 +42,7 @@ impl ContentStore {
     }
 
     /// Unpins the blob's DAG and forgets it. A pin that no longer carries this store's
-    /// name was taken over by someone else (Kubo keeps one recursive pin per CID:
-    /// `nerdctl push ipfs://` re-adds every blob with `pin=true`), so, as in fsck, it is
+    /// name was taken over by someone else (`store::pin_holder`), so, as in fsck, it is
     /// left alone and only the record goes.
     pub async fn delete(&self, d: &Digest) -> Result<(), StoreError> {
         if self.inner.delete_pending(d).await? {
@@ -52,22 +51,19 @@ impl ContentStore {
         let rec = self.inner.record(d).await?;
         let backend = &self.inner.backend;
         let ctx = || format!("unpinning {} ({})", rec.digest, rec.cid);
-        let pinned_as = backend
-            .pinned_as(&rec.cid)
-            .await
-            .map_err(StoreError::ipfs(ctx()))?;
-        let ours = backend.pin_name();
-        let mut others_pin = false;
-        match pinned_as.as_deref() {
-            Some(name) if !ours.is_empty() && name != ours => {
+        let others_pin = match self.inner.others_pin(&rec.cid, ctx()).await? {
+            Some(name) => {
                 tracing::info!(digest = %rec.digest, cid = %rec.cid, pin = name, "pinned by someone else; left pinned");
-                others_pin = true;
+                true
             }
-            _ => backend
-                .unpin(&rec.cid)
-                .await
-                .map_err(StoreError::ipfs(ctx()))?,
-        }
+            None => {
+                backend
+                    .unpin(&rec.cid)
+                    .await
+                    .map_err(StoreError::ipfs(ctx()))?;
+                false
+            }
+        };
         let inner = self.inner.clone();
         let d = d.clone();
         let kept_once = backend.by_reference().is_some();

@@ -24,6 +24,7 @@ mod locks;
 mod manage;
 mod open;
 mod open_verified;
+mod pin_holder;
 mod read;
 mod reader;
 mod rules;
