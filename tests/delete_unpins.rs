@@ -151,3 +151,22 @@ async fn an_import_after_the_commit_leaves_a_pin_someone_else_took_first() {
     );
     delete_leaves_their_pin(&mut c, &d, &cid).await;
 }
+
+/// `pin ls --type=recursive <cid>` of a CID nobody pinned is answered "not pinned" in the
+/// wording ipcs recognises, so asking costs one call (an import after the commit asks it
+/// for every blob; the fallback lists the whole pinset). A Kubo release that words it
+/// otherwise fails this test, not silently every import's speed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubo_says_not_pinned_in_the_words_ipcs_recognises() {
+    let k = ipcs::ipfs::KuboClient::new(&kubo_api(), std::time::Duration::from_secs(30), 1 << 20)
+        .unwrap();
+    let data = random_bytes(1000, 11);
+    let cid = expected_cid(&data);
+    assert_eq!(k.recursive_pin_name(&cid).await.unwrap(), None);
+    assert_eq!(add_like_nerdctl(&data), cid);
+    assert_eq!(
+        k.recursive_pin_name(&cid).await.unwrap(),
+        Some(String::new())
+    );
+    ipfs(&["pin", "rm", &cid], None).unwrap();
+}

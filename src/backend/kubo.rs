@@ -106,8 +106,9 @@ impl KuboBackend {
     }
 
     /// The name of `cid`'s recursive pin in the whole pinset: asked only after a call on
-    /// `cid` alone failed, so that "not pinned" is decided by the pinset, never by the
-    /// wording of Kubo's error.
+    /// `cid` alone failed with another error than Kubo's "not pinned" answer
+    /// (`KuboClient::recursive_pin_name`), so that an error worded otherwise (another
+    /// Kubo release) is decided by the pinset.
     async fn pin_in_pinset(&self, cid: &Cid) -> Result<Option<String>, BackendError> {
         let mut found = None;
         self.kubo

@@ -892,10 +892,13 @@ impl KuboClient {
         Ok(())
     }
 
-    /// The name of `cid`'s recursive pin: None if Kubo's answer does not list it, Some("")
-    /// if the pin has no name. Kubo refuses a CID that is not pinned (an API error); the
-    /// caller decides from the pinset what that means (`backend::KuboBackend::pinned_as`),
-    /// never from the wording of the message.
+    /// The name of `cid`'s recursive pin: None if it is not pinned, Some("") if the pin
+    /// has no name. Kubo refuses a CID that is not pinned with an error; exactly its
+    /// wording for this CID (`path '<cid>' is not pinned`) is read as None, any other
+    /// error is returned, and the caller decides from the whole pinset what it means
+    /// (`backend::KuboBackend::pinned_as`). Recognising it matters: an import after the
+    /// commit asks this for every blob, nearly always one not pinned yet, and a listing
+    /// of the pinset each time made imports slower than commits.
     pub async fn recursive_pin_name(&self, cid: &str) -> Result<Option<String>, KuboError> {
         let op = "pin ls";
         let query = [
@@ -903,9 +906,17 @@ impl KuboClient {
             ("type", "recursive".to_string()),
             ("names", "true".to_string()),
         ];
-        let resp = self
+        let resp = match self
             .call(op, "pin/ls", &query, Some(self.timeout), None)
-            .await?;
+            .await
+        {
+            Err(KuboError::Api { message, .. })
+                if message == format!("path '{cid}' is not pinned") =>
+            {
+                return Ok(None)
+            }
+            other => other?,
+        };
         let body: PinLsBody = self.json(op, resp, self.timeout).await?;
         Ok(body.keys.get(cid).map(|v| {
             v.get("Name")
