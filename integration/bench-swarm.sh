@@ -58,6 +58,7 @@ REF="$TB_REG/ipcs/$IMG:v1"
 manifest=$(jq -r '.manifests[0].digest' "$IMAGES/$IMG/index.json")
 mjson="$IMAGES/$IMG/blobs/sha256/${manifest#sha256:}"
 IMAGE_BYTES=$(jq '[.config.size, (.layers[].size)] | add' "$mjson")
+LAYERS=$(jq '.layers | length' "$mjson")
 BIG_LAYER=$(jq -r '.layers | max_by(.size) | .digest' "$mjson")
 BIG_LAYER_BYTES=$(jq '.layers | max_by(.size) | .size' "$mjson")
 say "registry $TB_REG behind $TB_RATE; $N nodes; $IMG = $IMAGE_BYTES bytes in blobs"
@@ -126,7 +127,20 @@ scenario() {
   if [ "$sc" = a ]; then for n in "$@"; do pull_all "$store" "$sc" "$n"; done
   else pull_all "$store" "$sc" "$@"; fi
   egress "$sc" "$store" "$m"
+  [ "$store" = builtin ] || applied "$sc" "$@"
   tb_nodes_down
+}
+
+# applied SC NODE...: how many layers ipcs's differ applied on those nodes (containerd 2.x
+# unpacks through it, P2P_DIFFER), so the table shows which applier ipcs's pulls used.
+applied() {
+  local sc=$1 n total=0 x
+  shift
+  for n in "$@"; do
+    x=$(p2p_metric "$n" ipcs_differ_layers_applied_total 2>/dev/null) || x=0
+    total=$(( total + ${x%.*} ))
+  done
+  record "$sc.applied" ipcs "$total"
 }
 
 all_nodes=$(seq 1 "$N")
@@ -193,7 +207,7 @@ tb_nodes_down
 
 elapsed=$(( $(date +%s) - t_start ))
 table="$work/table.md"
-IMAGE_BYTES=$IMAGE_BYTES N=$N RATE=$TB_RATE IMG=$IMG ELAPSED=$elapsed STALL=$TB_STALL \
+IMAGE_BYTES=$IMAGE_BYTES LAYERS=$LAYERS DIFFER=$P2P_DIFFER N=$N RATE=$TB_RATE IMG=$IMG ELAPSED=$elapsed STALL=$TB_STALL \
 LOAD="$(cut -d' ' -f1-3 /proc/loadavg)" python3 - "$results" >"$table" <<'PY'
 import os, sys
 E = os.environ
@@ -212,7 +226,10 @@ print(f"{N} nodes, registry in its own network namespace behind `tc tbf` at {E['
       f"{E['IMG']} ({size / 1e6:.1f} MB of blobs), `ctr images pull` (containerd 2.x, fetch + unpack) "
       f"on every node; in-flight stall deadline {E['STALL']} s. Egress = the veth's tx_bytes in the "
       f"registry's namespace (every byte that crossed the link). Built-in = containerd's own "
-      f"content store, every node pulling from the registry.")
+      f"content store, every node pulling from the registry. ipcs's nodes unpack with "
+      f"{'ipcs applying the layers (diff proxy plugin)' if E['DIFFER'] == 'ipcs' else 'containerd walking differ'}: "
+      f"layers applied by ipcs's differ in a and b: {v.get(('a.applied', 'ipcs'), '?')} and "
+      f"{v.get(('b.applied', 'ipcs'), '?')} of {N} × {E['LAYERS']}.")
 print()
 print("| scenario | measurement | built-in | ipcs | ipcs ÷ built-in | target | met |")
 print("|---|---|---|---|---|---|---|")

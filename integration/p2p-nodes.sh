@@ -8,12 +8,16 @@
 #                (the mirror wants the header in data/mirror-secret; hosts.toml sends it)
 #   run/         the API sockets, as in a deployment's /run: run/kubo/api.sock and
 #                run/ipfs-cluster/api.sock, each directory 0750 (plugin-config units)
-#   containerd/  containerd 1.6 with ipcs as its content store (or its built-in one)
+#   containerd/  containerd with ipcs as its content store and, on 2.x, differ (or its
+#                built-in store)
 #   hosts/       containerd's --hosts-dir: ipcs's mirror first, then the registry
 #
 # Before calling anything, the caller sets P2P_DIR, P2P_LOG (start-up errors are appended
 # there) and P2P_NS (containerd namespace), then runs p2p_network_init. Optional:
 # P2P_IPCS, P2P_IPFS, P2P_CLUSTER_CTL (binaries), P2P_CONTAINERD (containerd 1.6 or 2, 1.6),
+# P2P_DIFFER (with containerd 2 and ipcs as content store: ipcs (default), ipcs applies the
+# layers as README recommends for 2.x, or walking, containerd's applier reading them
+# through the content proxy),
 # P2P_REFRESH (cluster refresh seconds, 2),
 # P2P_REBROADCAST (cluster CRDT rebroadcast interval, e.g. 2s; default the cluster's 1m: a
 # peer joining after the last pin change waits that long for the pinset).
@@ -45,6 +49,7 @@ P2P_IPFS="${P2P_IPFS:-$IPFS}"
 P2P_CLUSTER_CTL="${P2P_CLUSTER_CTL:-$CLUSTER_CTL}"
 P2P_REFRESH="${P2P_REFRESH:-2}"
 P2P_CONTAINERD="${P2P_CONTAINERD:-1.6}"
+P2P_DIFFER="${P2P_DIFFER:-ipcs}"
 P2P_REBROADCAST="${P2P_REBROADCAST:-}"
 declare -A P2P_API=() P2P_MADDR=() P2P_SWARM=() P2P_REST=() P2P_CMA=() P2P_PID=() P2P_MIRROR=() P2P_METRICS=()
 P2P_NODES=()
@@ -144,7 +149,11 @@ p2p_containerd_start() {
   local n=$1 reg=$2 mode=${3:-} d="$P2P_DIR/$1" content=()
   p2p_track "$n"
   if [ "$mode" = --builtin-content ]; then content=(--builtin-content)
-  else content=(--content-socket "$d/ipcs.sock"); fi
+  else
+    content=(--content-socket "$d/ipcs.sock")
+    # containerd 1.6 has no diff proxy plugins: its walking differ it is.
+    [ "$P2P_CONTAINERD" = 1.6 ] || content+=(--differ "$P2P_DIFFER")
+  fi
   timeout 120 "$root/integration/containerd-node.sh" start "$d/containerd" --version "$P2P_CONTAINERD" \
     "${content[@]}" >/dev/null 2>>"$P2P_LOG" 8>&- 9>&- || return 1
   mkdir -p "$d/hosts/$reg"
