@@ -3,7 +3,8 @@
 //! import follows and ends with the same CID pinned. A Kubo that is stalled or down
 //! delays only the import; a restart resumes it; a Delete before it leaves nothing behind;
 //! resumed and truncated ingests compute the same CID as one straight stream; an import
-//! waits while another Write streams.
+//! waits while another Write streams; a blob whose import keeps failing holds back no
+//! other.
 mod common;
 
 use common::kubo_node::KuboNode;
@@ -193,4 +194,57 @@ async fn imports_wait_while_another_write_streams() {
         t0.elapsed()
     );
     assert_eq!(cids[&d], expected_cid(&data));
+}
+
+/// A blob whose import keeps failing (its stored file removed by hand) is retried on its
+/// own: a blob committed after it is imported at once, not after the growing pauses of the
+/// failing one's retries.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_blob_whose_import_keeps_failing_holds_back_no_other() {
+    let ipcs = Ipcs::start().await;
+    let mut c = ipcs.content().await;
+    let (mut busy, _) = WriteSession::open(&mut c, stat("still-writing", 0, ""))
+        .await
+        .unwrap();
+    busy.send(write(0, b"partial")).await.unwrap();
+    let bad = random_bytes(100_000, 71);
+    let d_bad = put_blob(&mut c, "loses-its-file", &bad).await.unwrap();
+    let hex = d_bad.strip_prefix("sha256:").unwrap();
+    std::fs::remove_file(ipcs.data.join("stored/sha256").join(hex)).unwrap();
+    busy.close_and_drain().await;
+    // Let the bad import fail a few times: 1 + 2 + 4 s of pauses so far.
+    let t0 = Instant::now();
+    while t0.elapsed() < Duration::from_secs(30)
+        && ipcs
+            .log_text()
+            .matches("import after commit failed")
+            .count()
+            < 4
+    {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        ipcs.log_text()
+            .matches("import after commit failed")
+            .count()
+            >= 4
+    );
+    let good = random_bytes(100_000, 72);
+    put_blob(&mut c, "fine", &good).await.unwrap();
+    let t1 = Instant::now();
+    let imported = loop {
+        // The failing blob stays pending; the new one must not.
+        if ipcs.pending_imports().await <= 1 {
+            break t1.elapsed();
+        }
+        assert!(t1.elapsed() < Duration::from_secs(60), "never imported");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // An import waits for nothing else here (no stream open): well under the 4 s pause
+    // the failing blob is at.
+    assert!(
+        imported < Duration::from_secs(2),
+        "the import waited for the failing blob's retries: {imported:?}"
+    );
+    assert!(is_pinned(&expected_cid(&good)));
 }

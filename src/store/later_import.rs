@@ -12,14 +12,15 @@
 //! `MAX_YIELD` after its commit, so a node that never goes quiet still imports.
 //!
 //! The pending set is in the index (`pending_imports_v1`, written with the blob's record),
-//! so a restart resumes it. An import that fails is retried with a growing pause; the
-//! record stays and keeps being served meanwhile. A Delete of a blob still pending takes
+//! so a restart resumes it. An import that fails is retried after a pause that grows
+//! with its failures, without holding back the others; the record stays and keeps being
+//! served meanwhile. A Delete of a blob still pending takes
 //! the digest's turn (so it never runs beside its import) and drops it without an unpin.
 use crate::backend::{BackendError, DagLayout};
 use crate::digest::Digest;
 use crate::store::error::{blocking, StoreError};
 use crate::store::{ContentStore, Info, Inner};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
@@ -133,10 +134,17 @@ impl LaterImports {
 }
 
 /// Runs the imports of `inner` until the store is dropped.
+///
+/// A failed import is queued again after its own pause, growing with its own failures,
+/// while the worker goes on with the next blob: one blob whose import keeps failing (its
+/// stored file removed by hand) never holds back the others. Only failures of different
+/// blobs in a row (the backend down) make the worker itself pause, so a Kubo that is away
+/// is not asked once per pending blob.
 pub(crate) fn start(inner: &Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queued>) {
     let weak: Weak<Inner> = Arc::downgrade(inner);
     tokio::spawn(async move {
-        let mut failures = 0u32;
+        let mut failures: HashMap<Digest, u32> = HashMap::new();
+        let mut streak = FailureStreak::default();
         // The sender lives in the store: once the store is gone, recv ends the loop.
         while let Some(Queued { digest: d, due }) = rx.recv().await {
             // Yield to a pull in progress, up to the blob's due time.
@@ -149,25 +157,60 @@ pub(crate) fn start(inner: &Arc<Inner>, mut rx: mpsc::UnboundedReceiver<Queued>)
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
             let Some(inner) = weak.upgrade() else { return };
+            let Some(later) = inner.later.clone() else {
+                return;
+            };
             match inner.import_later(&d).await {
-                Ok(()) => failures = 0,
+                Ok(()) => {
+                    failures.remove(&d);
+                    streak.success();
+                }
                 Err(e) => {
-                    failures += 1;
-                    let pause = retry_pause(failures);
+                    let n = failures.entry(d.clone()).or_default();
+                    *n += 1;
+                    let pause = retry_pause(*n);
                     tracing::warn!(digest = %d, error = %e, retry_in = ?pause, "import after commit failed; the blob is served from its stored file meanwhile");
-                    let Some(later) = inner.later.clone() else {
-                        return;
-                    };
-                    drop(inner);
-                    tokio::time::sleep(pause).await;
-                    let _ = later.queue.send(Queued {
-                        digest: d,
-                        due: Instant::now(),
+                    let queue = later.queue.clone();
+                    let again = d.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(pause).await;
+                        let _ = queue.send(Queued {
+                            digest: again,
+                            due: Instant::now(),
+                        });
                     });
+                    let backoff = streak.failure(&d);
+                    drop((inner, later));
+                    if let Some(backoff) = backoff {
+                        tokio::time::sleep(backoff).await;
+                    }
                 }
             }
         }
     });
+}
+
+/// Failures of different blobs one after another: the backend, not one blob, is failing.
+#[derive(Default)]
+struct FailureStreak {
+    last: Option<Digest>,
+    distinct: u32,
+}
+
+impl FailureStreak {
+    fn success(&mut self) {
+        *self = FailureStreak::default();
+    }
+
+    /// Counts a failure of `d`; the worker's own pause once two different blobs in a row
+    /// have failed, growing with the streak.
+    fn failure(&mut self, d: &Digest) -> Option<Duration> {
+        if self.last.as_ref() != Some(d) {
+            self.distinct += 1;
+            self.last = Some(d.clone());
+        }
+        (self.distinct >= 2).then(|| retry_pause(self.distinct - 1))
+    }
 }
 
 fn retry_pause(failures: u32) -> Duration {
@@ -313,6 +356,24 @@ mod tests {
         assert_eq!(retry_pause(1), Duration::from_secs(1));
         assert_eq!(retry_pause(2), Duration::from_secs(2));
         assert_eq!(retry_pause(20), MAX_RETRY_PAUSE);
+    }
+
+    #[test]
+    fn only_failures_of_different_blobs_in_a_row_pause_the_worker() {
+        let d = |c: char| -> Digest {
+            format!("sha256:{}", c.to_string().repeat(64))
+                .parse()
+                .unwrap()
+        };
+        let mut streak = FailureStreak::default();
+        // One blob failing again and again: it waits for its own retry, nobody else does.
+        for _ in 0..5 {
+            assert_eq!(streak.failure(&d('a')), None);
+        }
+        assert_eq!(streak.failure(&d('b')), Some(retry_pause(1)));
+        assert_eq!(streak.failure(&d('c')), Some(retry_pause(2)));
+        streak.success();
+        assert_eq!(streak.failure(&d('c')), None);
     }
 
     #[tokio::test]
