@@ -224,6 +224,7 @@ check_members() {
   local records m _ seen
   records=$(member_records 1)
   say "member records in the pinset with nodes 1 2 3 up: $records"
+  p2p_cctl 1 pin ls 2>/dev/null | grep -m1 'ipcs-member:http://' | indent
   [ "$records" = 3 ] || return 1
   stop_pid "${P2P_PID[3]}" TERM 10
   P2P_PID[3]=""
