@@ -23,8 +23,10 @@
 #   tb_mark                    prints a mark: "VETH_TX_BYTES LOG_OFFSET"
 #   tb_egress MARK             prints "VETH_BYTES BLOB_BYTES BLOB_RESPONSES" since MARK
 #   tb_blob_egress MARK        one line per blob since MARK: "DIGEST BYTES RESPONSES"
-#   tb_node_up I [J...]        node I in swarm mode (in-flight sharing on), joining J...;
-#                              its mirror is added to the swarm's peers file
+#   tb_node_up I [J...]        node I in swarm mode (in-flight sharing on, members announced
+#                              in and read from the cluster pinset), joining J...; returns
+#                              once every swarm node up counts all of them as members
+#                              (ipcs_swarm_members), as a herd starting right after needs
 #   tb_builtin_up I            node bI: containerd 2.x with its built-in content store only
 #   tb_nodes_down              stops every node and removes their directories
 #   tb_pull NODE REF           ctr pull (+ unpack) on NODE, log in $logs/pull-NODE-*.log;
@@ -122,16 +124,32 @@ tb_secret() {
   cat "$work/swarm-secret"
 }
 
+TB_SWARM=()
 tb_node_up() {
   local n=$1 d="$work/$1"
   shift
   mkdir -p "$d/data"; chmod 700 "$d/data"
   (umask 077; tb_secret >"$d/data/mirror-secret")
-  touch "$work/swarm-peers"
-  IPCS_SWARM_PEERS_FILE="$work/swarm-peers" IPCS_REGISTRY_PLAIN_HTTP="$TB_REG" \
+  IPCS_SWARM=1 IPCS_REGISTRY_PLAIN_HTTP="$TB_REG" \
   IPCS_INFLIGHT_STALL_SECS="$TB_STALL" IPCS_SHARE_REPOSITORIES="${TB_SHARE:-}" \
     p2p_node_start "$n" "$TB_REG" "$@" || return 1
-  echo "http://127.0.0.1:${P2P_MIRROR[$n]}" >>"$work/swarm-peers"
+  TB_SWARM+=("$n")
+  tb_wait_members
+}
+
+# Until every swarm node's ipcs counts ${#TB_SWARM[@]} members (30 s).
+tb_wait_members() {
+  local want=${#TB_SWARM[@]} m have _
+  for _ in $(seq 1 300); do
+    have=""
+    for m in "${TB_SWARM[@]}"; do
+      [ "$(p2p_metric "$m" ipcs_swarm_members 2>/dev/null)" = "$want" ] || have="$have $m"
+    done
+    [ -n "$have" ] || return 0
+    sleep 0.1
+  done
+  say "swarm nodes not seeing $want members:$have"
+  return 1
 }
 
 tb_builtin_up() { p2p_containerd_start "b$1" "$TB_REG" --builtin-content; }
@@ -140,8 +158,7 @@ tb_nodes_down() {
   local n
   p2p_stop_all
   for n in "${P2P_NODES[@]}"; do rm -rf "${work:?}/$n"; done
-  P2P_NODES=()
-  rm -f "$work/swarm-peers"
+  P2P_NODES=() TB_SWARM=()
 }
 
 tb_pull() {

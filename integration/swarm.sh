@@ -18,6 +18,9 @@
 #   f. fallback: the other node's ipcs is stopped (SIGSTOP: it accepts and never answers);
 #      a fresh pull on the remaining node succeeds, within the stall deadline of each
 #      stalled leader plus a normal pull.
+#   m. membership (every node finds the others through member records in the cluster
+#      pinset, IPCS_SWARM=1): 3 nodes up, 3 records; node 3's ipcs stopped cleanly
+#      withdraws its record, and nodes 1 and 2 count 2 members within 10 s.
 # Ends with exactly one line `swarm: N passed, M failed`.
 set -euo pipefail
 
@@ -214,5 +217,27 @@ check_fallback() {
   file_check 3
 }
 check "f. fallback: with the leading peers stopped, a pull still succeeds within the deadline" check_fallback
+
+member_records() { p2p_cctl "$1" pin ls 2>/dev/null | grep -c 'ipcs-member:http://' || true; }
+
+check_members() {
+  local records m _ seen
+  records=$(member_records 1)
+  say "member records in the pinset with nodes 1 2 3 up: $records"
+  p2p_cctl 1 pin ls 2>/dev/null | grep -m1 'ipcs-member:http://' | indent
+  [ "$records" = 3 ] || return 1
+  stop_pid "${P2P_PID[3]}" TERM 10
+  P2P_PID[3]=""
+  for _ in $(seq 1 100); do
+    seen=""
+    [ "$(member_records 1)" = 2 ] || seen="pinset "
+    for m in 1 2; do [ "$(p2p_metric "$m" ipcs_swarm_members)" = 2 ] || seen="$seen$m "; done
+    [ -n "$seen" ] || break
+    sleep 0.1
+  done
+  say "after node 3's clean stop: $(member_records 1) member records; nodes 1 and 2 count $(p2p_metric 1 ipcs_swarm_members) and $(p2p_metric 2 ipcs_swarm_members) members"
+  [ -z "$seen" ] || { say "still counting node 3: $seen"; return 1; }
+}
+check "m. membership: a cleanly stopped node withdraws its member record and the others drop it" check_members
 
 all_run=1

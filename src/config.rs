@@ -82,6 +82,11 @@ pub struct Config {
     /// again on every change. With it, the mirror downloads blobs the store lacks itself,
     /// from the node that leads each blob or, if this node leads, from the registry.
     pub swarm_peers_file: Option<PathBuf>,
+    /// In-flight sharing with members discovered through the cluster pinset: this node
+    /// announces its mirror there (a member record that expires unless renewed) and
+    /// counts every node that does as a member, besides those of `swarm_peers_file`.
+    /// Needs `mirror_listen` and `cluster_api`.
+    pub swarm: bool,
     /// Registry hosts (`host:port`) the mirror speaks plain HTTP to, besides loopback ones.
     pub registry_plain_http: Vec<String>,
     /// Repositories (`host/name`, a trailing `*` matches any rest) whose blobs this node
@@ -136,6 +141,7 @@ impl Default for Config {
             peer_fetch_deadline_secs: 120,
             mirror_listen: None,
             swarm_peers_file: None,
+            swarm: false,
             registry_plain_http: Vec::new(),
             share_repositories: Vec::new(),
             inflight_stall_secs: 10,
@@ -207,6 +213,10 @@ pub struct Overrides {
     /// File naming the mirrors of this swarm's nodes (enables in-flight sharing).
     #[arg(long, env = "IPCS_SWARM_PEERS_FILE")]
     pub swarm_peers_file: Option<PathBuf>,
+    /// In-flight sharing with the members announced in the cluster pinset (true/false,
+    /// 1/0, yes/no).
+    #[arg(long, env = "IPCS_SWARM", value_parser = clap::builder::BoolishValueParser::new())]
+    pub swarm: Option<bool>,
     /// Registry hosts (host:port, comma-separated) spoken to over plain HTTP.
     #[arg(long, env = "IPCS_REGISTRY_PLAIN_HTTP", value_delimiter = ',')]
     pub registry_plain_http: Option<Vec<String>>,
@@ -316,6 +326,9 @@ impl Config {
         if let Some(v) = &o.swarm_peers_file {
             c.swarm_peers_file = Some(v.clone());
         }
+        if let Some(v) = o.swarm {
+            c.swarm = v;
+        }
         if let Some(v) = &o.registry_plain_http {
             c.registry_plain_http = v.clone();
         }
@@ -397,6 +410,13 @@ impl Config {
                 "swarm_peers_file needs mirror_listen (peers fetch from this mirror)".into(),
             );
         }
+        if self.swarm && (self.mirror_listen.is_none() || self.cluster_api.is_none()) {
+            return bad(
+                "swarm = true needs mirror_listen (peers fetch from this mirror) and \
+                 cluster_api (members are announced in its pinset)"
+                    .into(),
+            );
+        }
         if self.inflight_stall_secs == 0 || self.inflight_min_rate_bytes_per_sec == 0 {
             return bad(
                 "inflight_stall_secs and inflight_min_rate_bytes_per_sec must be > 0".into(),
@@ -455,6 +475,11 @@ impl Config {
             return bad("kubo_timeout_secs and kubo_min_rate_bytes_per_sec must be > 0".into());
         }
         Ok(())
+    }
+
+    /// In-flight sharing is on: members come from a file, the cluster, or both.
+    pub fn in_flight_sharing(&self) -> bool {
+        self.swarm || self.swarm_peers_file.is_some()
     }
 
     pub fn kubo_timeout(&self) -> Duration {
@@ -643,6 +668,51 @@ mod tests {
         };
         let e = Config::load(&bad).unwrap_err().to_string();
         assert!(e.contains("drain_secs 3601"), "{e}");
+    }
+
+    #[test]
+    fn swarm_from_file_and_env_needs_mirror_and_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ipcs.toml");
+        std::fs::write(
+            &path,
+            "swarm = true\nmirror_listen = \"127.0.0.1:5080\"\ncluster_api = \"http://127.0.0.1:9094\"\n",
+        )
+        .unwrap();
+        let o = Overrides {
+            config: Some(path.clone()),
+            ..Default::default()
+        };
+        let c = Config::load(&o).unwrap();
+        assert!(c.swarm && c.in_flight_sharing());
+        assert!(!Config::default().in_flight_sharing());
+        let o = Overrides {
+            config: Some(path),
+            swarm: Some(false),
+            ..Default::default()
+        };
+        assert!(!Config::load(&o).unwrap().in_flight_sharing());
+        let o = Overrides {
+            swarm: Some(true),
+            mirror_listen: Some("127.0.0.1:5080".into()),
+            ..Default::default()
+        };
+        let e = Config::load(&o).unwrap_err().to_string();
+        assert!(
+            e.contains("swarm = true") && e.contains("cluster_api"),
+            "{e}"
+        );
+        // IPCS_SWARM=1 as a shell script would write it.
+        #[derive(clap::Parser)]
+        struct Cli {
+            #[command(flatten)]
+            o: Overrides,
+        }
+        use clap::Parser as _;
+        let cli = Cli::try_parse_from(["ipcs", "--swarm", "1"]).unwrap();
+        assert_eq!(cli.o.swarm, Some(true));
+        let cli = Cli::try_parse_from(["ipcs", "--swarm", "no"]).unwrap();
+        assert_eq!(cli.o.swarm, Some(false));
     }
 
     #[test]

@@ -182,6 +182,7 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
         // Not fatal: ipcs starts and answers with clear errors until Kubo is back.
         Err(e) => tracing::warn!(error = %e, "kubo not reachable yet"),
     }
+    let peers = node.peers.clone();
     let mut mirror = None;
     if let Some(addr) = &config.mirror_listen {
         let addr = addr
@@ -259,7 +260,13 @@ async fn serve(o: Overrides, inherited: Inherited) -> Result<(), String> {
             tracing::warn!(error = %e, "content API ended with an error while draining");
         }
     };
-    match shutdown::drain(in_flight, config.drain(), &mut stops).await {
+    // The member record goes while requests drain (its own bound): the others stop
+    // ranking this node for new blobs at their next pinset read.
+    let (stopped, ()) = tokio::join!(
+        shutdown::drain(in_flight, config.drain(), &mut stops),
+        peers.leave_swarm()
+    );
+    match stopped {
         Stopped::Drained => {
             tracing::info!("stopped: every request in flight finished");
             Ok(())

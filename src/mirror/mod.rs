@@ -28,8 +28,8 @@ pub struct Mirror {
     store: ContentStore,
     peers: Arc<Peers>,
     upstream: upstream::Upstream,
-    /// In-flight sharing (`swarm_peers_file` set): the members and the entries.
-    swarm: Option<(swarm::Swarm, Arc<inflight::Inflight>)>,
+    /// In-flight sharing (`swarm_peers_file` or `swarm`): the members and the entries.
+    swarm: Option<(Arc<swarm::Swarm>, Arc<inflight::Inflight>)>,
     policy: SharePolicy,
 }
 
@@ -46,25 +46,45 @@ pub async fn serve(
 ) -> std::io::Result<Running> {
     let upstream = upstream::Upstream::new(config.registry_plain_http.clone())
         .map_err(std::io::Error::other)?;
-    let swarm = match &config.swarm_peers_file {
-        Some(file) => {
-            let tuning = inflight::Tuning {
-                stall: std::time::Duration::from_secs(config.inflight_stall_secs),
-                min_rate: config.inflight_min_rate_bytes_per_sec,
-                keep: std::time::Duration::from_secs(config.inflight_keep_secs),
-            };
-            let inflight = inflight::Inflight::new(
-                config.data_dir.join("inflight"),
-                &secret,
-                config.registry_plain_http.clone(),
-                tuning,
-                store.metrics().clone(),
-            )?;
-            let me = swarm::Swarm::new(&format!("http://{addr}"), file.clone());
-            tracing::info!(me = %me.me(), peers_file = %file.display(), "in-flight sharing on");
-            Some((me, Arc::new(inflight)))
-        }
-        None => None,
+    let swarm = if config.in_flight_sharing() {
+        let tuning = inflight::Tuning {
+            stall: std::time::Duration::from_secs(config.inflight_stall_secs),
+            min_rate: config.inflight_min_rate_bytes_per_sec,
+            keep: std::time::Duration::from_secs(config.inflight_keep_secs),
+        };
+        let inflight = inflight::Inflight::new(
+            config.data_dir.join("inflight"),
+            &secret,
+            config.registry_plain_http.clone(),
+            tuning,
+            store.metrics().clone(),
+        )?;
+        let discovered: Option<swarm::Discovered> = config.swarm.then(|| {
+            let p = peers.clone();
+            Box::new(move || p.swarm_members()) as swarm::Discovered
+        });
+        let me = Arc::new(swarm::Swarm::new(
+            &format!("http://{addr}"),
+            config.swarm_peers_file.clone(),
+            discovered,
+        ));
+        let weak = Arc::downgrade(&me);
+        store.metrics().sample(
+            "ipcs_swarm_members",
+            "Members of the in-flight sharing swarm this node ranks blobs over, itself included \
+             (peers file and unexpired cluster member records)",
+            crate::metrics::Kind::Gauge,
+            move || Some(weak.upgrade()?.members().len() as f64),
+        );
+        tracing::info!(
+            me = %me.me(),
+            peers_file = ?config.swarm_peers_file,
+            from_cluster = config.swarm,
+            "in-flight sharing on"
+        );
+        Some((me, Arc::new(inflight)))
+    } else {
+        None
     };
     let secret = Arc::new(secret);
     let listener = tokio::net::TcpListener::bind(addr).await?;

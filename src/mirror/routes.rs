@@ -217,7 +217,7 @@ async fn inflight_blob(m: &Mirror, head: bool, d: &Digest, r: &BlobRequest) -> R
         vec![Source::Registry]
     } else {
         let d = d.to_string();
-        crate::mirror::swarm::rank(&d, &swarm.members().await)
+        crate::mirror::swarm::rank(&d, &swarm.members())
             .into_iter()
             .map(|u| {
                 if u == swarm.me() {

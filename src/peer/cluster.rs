@@ -1,19 +1,21 @@
 //! IPFS Cluster's REST API, as ipcs uses it: publish a blob's root CID in the shared
-//! pinset with its OCI digest and size as metadata, publish tag → manifest records, and
-//! read the whole pinset into a `ClusterView` for the background mirror. The API is a
+//! pinset with its OCI digest and size as metadata, publish tag → manifest records and
+//! swarm member records (`members`), and read the whole pinset into a `ClusterView` for the background mirror. The API is a
 //! unix socket (`unix:///run/ipfs-cluster/api.sock`: only accounts that may open it can
 //! pin or unpin cluster-wide) or an http:// URL.
 use crate::endpoint::Endpoint;
+use crate::peer::members;
 use crate::peer::resolve::{Candidate, ClusterView, Origin, TagRecord};
 use serde::Deserialize;
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 pub const KIND: &str = "ipcs-kind";
 pub const DIGEST: &str = "ipcs-digest";
 pub const SIZE: &str = "ipcs-size";
 pub const REF: &str = "ipcs-ref";
 pub const MEDIA_TYPE: &str = "ipcs-media-type";
+pub const MIRROR: &str = "ipcs-mirror";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -53,6 +55,10 @@ struct RestPin {
     metadata: Option<HashMap<String, String>>,
     #[serde(default)]
     timestamp: String,
+    /// RFC 3339; Go's zero time when unset. Kept as any JSON value so that an odd one
+    /// costs only this pin, never the whole pinset.
+    #[serde(default)]
+    expire_at: serde_json::Value,
 }
 
 impl RestPin {
@@ -132,6 +138,7 @@ impl ClusterClient {
         cid: &str,
         name: &str,
         meta: &[(&str, String)],
+        expire_at: Option<SystemTime>,
     ) -> Result<(), ClusterError> {
         let op = "pin add";
         let mut query: Vec<(String, String)> = vec![
@@ -139,6 +146,9 @@ impl ClusterClient {
             ("replication-min".into(), self.replication.to_string()),
             ("replication-max".into(), self.replication.to_string()),
         ];
+        if let Some(t) = expire_at {
+            query.push(("expire-at".into(), crate::peer::rfc3339::format(t)));
+        }
         if self.replication > 0 {
             query.push(("user-allocations".into(), self.self_id().await?));
         }
@@ -168,7 +178,7 @@ impl ClusterClient {
             (DIGEST, digest.to_string()),
             (SIZE, size.to_string()),
         ];
-        self.pin(cid, digest, &meta).await
+        self.pin(cid, digest, &meta, None).await
     }
 
     /// Publishes that image `reference` resolved to the manifest `digest`; `cid` is a
@@ -186,7 +196,39 @@ impl ClusterClient {
             (SIZE, tag.size.to_string()),
             (MEDIA_TYPE, tag.media_type.clone()),
         ];
-        self.pin(cid, &format!("ipcs-tag:{reference}"), &meta).await
+        self.pin(cid, &format!("ipcs-tag:{reference}"), &meta, None)
+            .await
+    }
+
+    /// Announces that a swarm member's mirror is `url` until `expires`; `cid` is the
+    /// member record (`members::record`). Pinning it again moves the expiry.
+    pub async fn pin_member(
+        &self,
+        cid: &str,
+        url: &str,
+        expires: SystemTime,
+    ) -> Result<(), ClusterError> {
+        let meta = [(KIND, "member".to_string()), (MIRROR, url.to_string())];
+        self.pin(cid, &format!("ipcs-member:{url}"), &meta, Some(expires))
+            .await
+    }
+
+    /// Removes `cid` from the shared pinset.
+    pub async fn unpin(&self, cid: &str) -> Result<(), ClusterError> {
+        let op = "pin rm";
+        let resp = self
+            .http
+            .delete(format!("{}/pins/{cid}", self.url))
+            .timeout(self.timeout)
+            .send()
+            .await
+            .map_err(|e| self.fail(op, e))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body = resp.text().await.unwrap_or_default();
+            return Err(self.fail(op, format!("HTTP {status}: {}", body.trim())));
+        }
+        Ok(())
     }
 
     /// Reads the whole shared pinset.
@@ -234,6 +276,17 @@ fn build_view(pins: Vec<RestPin>) -> ClusterView {
         let Some(cid) = p.cid() else { continue };
         view.cids.insert(cid.clone());
         let meta = p.metadata.unwrap_or_default();
+        if meta.get(KIND).map(String::as_str) == Some("member") {
+            let expire_at = match &p.expire_at {
+                serde_json::Value::Null => None,
+                serde_json::Value::String(t) => Some(t.as_str()),
+                _ => continue,
+            };
+            if let Some(m) = members::from_pin(&meta, expire_at) {
+                view.members.push(m);
+            }
+            continue;
+        }
         let size = meta.get(SIZE).and_then(|s| s.parse::<u64>().ok());
         let (Some(digest), Some(size)) = (meta.get(DIGEST), size) else {
             continue;
@@ -295,6 +348,41 @@ mod tests {
         assert_eq!(view.tags["r/x:1"].digest, "sha256:m2");
         let array = br#"[{"cid":"bafyA","metadata":{"ipcs-kind":"blob","ipcs-digest":"sha256:a","ipcs-size":"3"}}]"#;
         assert_eq!(build_view(parse_pins(array).unwrap()).blobs.len(), 1);
+    }
+
+    #[test]
+    fn member_records_alive_expired_and_hostile() {
+        let body = br#"{"cid":"bafyM1","name":"ipcs-member:http://127.0.0.1:1","metadata":{"ipcs-kind":"member","ipcs-mirror":"http://127.0.0.1:1"},"expire_at":"2030-01-01T01:00:00+01:00"}
+{"cid":"bafyM2","metadata":{"ipcs-kind":"member","ipcs-mirror":"http://127.0.0.1:2"},"expire_at":"2020-01-01T00:00:00Z"}
+{"cid":"bafyM3","metadata":{"ipcs-kind":"member","ipcs-mirror":"http://127.0.0.1:3/"},"expire_at":"0001-01-01T00:00:00Z"}
+{"cid":"bafyM4","metadata":{"ipcs-kind":"member","ipcs-mirror":"http://evil/../x"},"expire_at":"2030-01-01T00:00:00Z"}
+{"cid":"bafyM5","metadata":{"ipcs-kind":"member","ipcs-mirror":"http://127.0.0.1:5"},"expire_at":12}
+{"cid":"bafyM6","metadata":{"ipcs-kind":"member"}}
+{"cid":"bafyA","metadata":{"ipcs-kind":"blob","ipcs-digest":"sha256:a","ipcs-size":"3"}}
+"#;
+        let view = build_view(parse_pins(body).unwrap());
+        assert_eq!(
+            view.blobs.len(),
+            1,
+            "member records do not disturb the rest"
+        );
+        assert!(view.cids.contains("bafyM2"), "every CID is in the pinset");
+        let r = crate::peer::Resolver::default();
+        r.set_cluster_view(view);
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000); // 2027
+                                                                              // 1: alive; 2: expired though still listed; 3: no expiry; the rest malformed.
+        assert_eq!(
+            r.swarm_members(now),
+            vec![
+                "http://127.0.0.1:1".to_string(),
+                "http://127.0.0.1:3".into()
+            ]
+        );
+        let later = std::time::UNIX_EPOCH + Duration::from_secs(1_893_456_000); // 2030
+        assert_eq!(
+            r.swarm_members(later),
+            vec!["http://127.0.0.1:3".to_string()]
+        );
     }
 
     #[test]

@@ -3,14 +3,20 @@
 //! `ipfs://` hints and prefetches its layers; on a read miss it asks the resolver for
 //! digest → CID hints and has the core adopt the blob if one proves right.
 //!
+//! With `swarm = true` it also announces this node as a member of the swarm in the
+//! pinset and tells the mirror which members the pinset names (`swarm_members`).
+//!
 //! Files: `adopt` (read misses and prefetch), `publish` (the cluster loop and tag
 //! records), `resolve` (the hint view), `cluster` (IPFS Cluster's REST API), `manifest`
-//! (parsing manifests for hints and blob lists).
+//! (parsing manifests for hints and blob lists), `members` (member records),
+//! `rfc3339` (the cluster's timestamps).
 mod adopt;
 pub mod cluster;
 mod manifest;
+pub mod members;
 mod publish;
 mod resolve;
+mod rfc3339;
 
 pub use resolve::{Resolver, TagRecord};
 
@@ -39,6 +45,8 @@ pub struct Peers {
     publish_now: Notify,
     /// Which blobs may be published at all (`share_repositories`).
     share: crate::share_policy::SharePolicy,
+    /// This node's member record (`swarm = true` with a cluster and a mirror).
+    member: Option<members::Announce>,
 }
 
 impl Peers {
@@ -48,6 +56,14 @@ impl Peers {
             .as_ref()
             .map(|api| ClusterClient::new(api, config.kubo_timeout(), config.cluster_replication))
             .transpose()?;
+        // The URL the mirror calls itself (`Swarm::me`): both come from `mirror_listen`.
+        let member = match (&cluster, config.swarm, &config.mirror_listen) {
+            (Some(_), true, Some(addr)) => addr
+                .parse::<std::net::SocketAddr>()
+                .ok()
+                .map(|a| members::Announce::new(format!("http://{a}"))),
+            _ => None,
+        };
         Ok(Arc::new(Peers {
             resolver: Resolver::default(),
             cluster,
@@ -57,12 +73,16 @@ impl Peers {
             unpublished: AtomicBool::new(true),
             publish_now: Notify::new(),
             share: crate::share_policy::SharePolicy::new(&config.share_repositories),
+            member,
         }))
     }
 
     /// Starts the cluster loop (when a cluster is configured) over `store`.
     pub fn start(self: &Arc<Self>, store: ContentStore, every: Duration) {
         if self.cluster.is_some() {
+            if self.member.is_some() {
+                members::spawn(self.clone(), store.clone());
+            }
             publish::spawn(self.clone(), store, every);
         }
     }

@@ -2,6 +2,8 @@
 //! fresh. One background loop: read the pinset (the resolver answers Info misses from this
 //! snapshot, never with a request per Info), then pin in the cluster whatever local blob is
 //! not there yet. A cluster that is down only delays publishing; commits never wait for it.
+//! With `swarm = true` the pinset is read more often right after start, and at once after
+//! each member announce (`members`), so that the swarm's members know each other early.
 use crate::metrics::Kind;
 use crate::peer::{Peers, TagRecord};
 use crate::share_policy::Verdict;
@@ -20,6 +22,7 @@ pub(crate) fn spawn(peers: Arc<Peers>, store: ContentStore, every: Duration) {
             return;
         };
         let mut healthy = true;
+        let started = std::time::Instant::now();
         let metrics = store.metrics().clone();
         let weak = Arc::downgrade(&peers);
         metrics.sample(
@@ -72,8 +75,13 @@ pub(crate) fn spawn(peers: Arc<Peers>, store: ContentStore, every: Duration) {
                     healthy = false;
                 }
             }
+            let pause = crate::peer::members::refresh_every(
+                every,
+                peers.member.is_some(),
+                started.elapsed(),
+            );
             tokio::select! {
-                _ = tokio::time::sleep(every) => {}
+                _ = tokio::time::sleep(pause) => {}
                 _ = peers.publish_now.notified() => {}
             }
         }

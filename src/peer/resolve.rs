@@ -4,10 +4,11 @@
 //! checks every hint by hashing the fetched bytes; a hint that fails is rejected here and
 //! never tried again.
 use crate::peer::manifest::ipfs_urls;
+use crate::peer::members::Member;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock};
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -46,6 +47,9 @@ pub struct ClusterView {
     pub tags: HashMap<String, TagRecord>,
     /// CIDs in the pinset, whatever their kind: what this node need not pin again.
     pub cids: HashSet<String>,
+    /// Swarm member records (`members`), expired ones included: expiry is judged when
+    /// the members are asked for, since a snapshot is read seconds before it is used.
+    pub members: Vec<Member>,
     pub refreshed: Option<Instant>,
 }
 
@@ -93,6 +97,20 @@ impl Resolver {
 
     pub fn cluster_refreshed(&self) -> Option<Instant> {
         self.cluster.read().expect("cluster view").refreshed
+    }
+
+    /// The mirrors of the member records alive at `now`, sorted, without duplicates.
+    pub fn swarm_members(&self, now: SystemTime) -> Vec<String> {
+        let view = self.cluster.read().expect("cluster view");
+        let mut out: Vec<String> = view
+            .members
+            .iter()
+            .filter(|m| m.alive_at(now))
+            .map(|m| m.url.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
     }
 
     pub fn tag(&self, reference: &str) -> Option<TagRecord> {
