@@ -6,7 +6,8 @@
 # once with ipcs (Kubo + IPFS Cluster + ipcs with in-flight sharing), side by side in one run.
 # Every scenario starts from fresh nodes.
 #
-#   a. staggered: node 1 pulls, then 2, ..., N, one after the other
+#   a. staggered: node 1 pulls, then 2, ..., N, one after the other; then node 1's lone
+#      pull BENCH_SWARM_SOLO_REPS (3) more times, built-in and ipcs alternating
 #   b. herd: all N start within one second
 #   c. late join: N-1 nodes hold the image (pulled as a herd); node N starts and pulls
 #   d. herd in which the node leading the largest layer has its ipcs killed (-9) at ~50%
@@ -159,6 +160,19 @@ scenario ipcs a "$all_nodes" $all_nodes
 say "ipcs: b. herd"
 scenario ipcs b "$all_nodes" $all_nodes
 
+# A lone pull is the closest comparison (nothing to gain from peers, only the mirror's
+# hops to lose) and one sample of it moves by ±0.5 s here: node 1's pull of a, again
+# BENCH_SWARM_SOLO_REPS (3) times, built-in and ipcs alternating, from fresh nodes.
+for rep in $(seq 1 "${BENCH_SWARM_SOLO_REPS:-3}"); do
+  say "node 1 alone, sample $rep: built-in, then ipcs"
+  start_builtin 1
+  pull_all builtin "a1.$rep" 1
+  tb_nodes_down
+  start_swarm $all_nodes
+  pull_all ipcs "a1.$rep" 1
+  tb_nodes_down
+done
+
 say "ipcs: c. late join"
 start_swarm $(seq 1 $((N - 1)))
 pull_all ipcs c-first $(seq 1 $((N - 1)))
@@ -254,6 +268,16 @@ for sc in "abcd":
               f"{ratio(eg_i, eg_b)} | {f'≤ {t:.2f}× image' if t else ''} | {met} |")
     if sc == "b":
         row(names[sc], "wall time until all pulled and unpacked (s)", f("b.wall", "builtin"), f("b.wall", "ipcs"), 0.5)
+    if sc == "a":
+        solo = {st: sorted(float(x) for (k, s), x in v.items() if k.startswith("a1.") and k.endswith(".node1") and s == st)
+                for st in ("builtin", "ipcs")}
+        if solo["builtin"] and solo["ipcs"]:
+            med = {st: xs[len(xs) // 2] for st, xs in solo.items()}
+            r = med["ipcs"] / med["builtin"]
+            spread = {st: f"{xs[0]:.1f}–{xs[-1]:.1f}" for st, xs in solo.items()}
+            print(f"| {names[sc]} | node 1 pull, median of {len(solo['ipcs'])} more samples alternating with the built-in "
+                  f"[range] (s) | {med['builtin']:.1f} [{spread['builtin']}] | {med['ipcs']:.1f} [{spread['ipcs']}] | "
+                  f"{r:.2f}× | ≤ 1.10× | {'yes' if r <= 1.10 else '**no**'} |")
     worst = None
     for n in range(1, N + 1):
         ref_sc = {"a": "a", "b": "b", "c": "c", "d": "b"}[sc]
