@@ -1,8 +1,8 @@
 //! IPFS Cluster's REST API, as ipcs uses it: publish a blob's root CID in the shared
 //! pinset with its OCI digest and size as metadata, publish tag → manifest records and
-//! swarm member records (`members`), and read the whole pinset into a `ClusterView` for the background mirror. The API is a
-//! unix socket (`unix:///run/ipfs-cluster/api.sock`: only accounts that may open it can
-//! pin or unpin cluster-wide) or an http:// URL.
+//! swarm member records (`members`), and read the whole pinset into a `ClusterView` for
+//! the background mirror. The API is a unix socket (`unix:///run/ipfs-cluster/api.sock`:
+//! only accounts that may open it can pin or unpin cluster-wide) or an http:// URL.
 use crate::endpoint::Endpoint;
 use crate::peer::members;
 use crate::peer::resolve::{Candidate, ClusterView, Origin, TagRecord};
@@ -369,8 +369,8 @@ mod tests {
         assert!(view.cids.contains("bafyM2"), "every CID is in the pinset");
         let r = crate::peer::Resolver::default();
         r.set_cluster_view(view);
-        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000); // 2027
-                                                                              // 1: alive; 2: expired though still listed; 3: no expiry; the rest malformed.
+        // At 2027: 1 alive; 2 expired though still listed; 3 no expiry; the rest malformed.
+        let now = std::time::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
         assert_eq!(
             r.swarm_members(now),
             vec![
