@@ -11,7 +11,7 @@ export PATH := $(HOME)/.cargo/bin:$(PATH)
         test-adversarial test-load test-reliability-load test-crash-short test-reliability \
         test-chaos test-local-users test-restart-short test-restart \
         setup-buildkit test-buildkit setup-cri test-cri test-nerdctl-ipfs \
-        test-differ test-differ-quick bench-differ test-car test-compare test-metrics test-swarm bench-swarm
+        test-differ test-differ-quick bench-differ test-car test-compare test-metrics test-swarm bench-swarm bench-crdt
 
 setup: setup-system setup-kubo setup-cluster setup-containerd setup-buildkit setup-cri build
 
@@ -178,15 +178,21 @@ test: setup lint
 	@$(MAKE) --no-print-directory test-metrics
 
 # ipcs vs containerd's built-in content store; prints a table, writes BENCHMARKS.md
-# (~13 min on 2 cores). Not part of `make test`.
+# (~30 min on 2 cores with the swarm and CRDT sections). Not part of `make test`.
 bench: setup build
 	bash integration/bench.sh
 	bash integration/bench-swarm.sh
+	bash integration/bench-crdt.sh
 
 # The swarm section alone: 4 nodes behind a 100 Mbit/s registry link, big, built-in
 # stores vs ipcs in scenarios a-d (~8 min); writes its section into BENCHMARKS.md.
 bench-swarm: setup build
 	bash integration/bench-swarm.sh
+
+# IPFS Cluster's CRDT pinset alone: convergence of one pin and of a burst at 4, 16 and 32
+# peers on loopback (BENCH_CRDT_PEERS; ~8 min); writes its section into BENCHMARKS.md.
+bench-crdt: setup
+	bash integration/bench-crdt.sh
 
 # Section 7 of the bench alone: containerd 2.x, ipcs as content store and differ vs
 # containerd's own store and walking differ, with and without unpigz, gzip and uncompressed

@@ -9,7 +9,8 @@
 //! rewritten (Go's `json.Marshal`, see `oci.rs`/`gojson.rs`), and the printed CID is that of
 //! the root descriptor's JSON. Here the blobs are already in IPFS under exactly those CIDs
 //! (ipcs imports with the same options), so only the rewritten JSON is new: it is stored as
-//! ordinary blobs (verified, pinned under this store's pin name), the root descriptor too.
+//! ordinary blobs, the root descriptor too, and added to ipfs under an anonymous pin as
+//! nerdctl's push does, since containerd's garbage collection removes blobs no image names.
 //! The pull side of the format is `mirror/ipfs_routes.rs`.
 mod gojson;
 mod oci;
@@ -52,11 +53,12 @@ pub async fn push(
         store,
         platforms,
         written: Vec::new(),
+        pinned: Vec::new(),
     };
     let result = async {
         let converted = run.convert(root, 0).await?;
         let root_json = converted.to_go_json();
-        let cid = run.put(&root_json).await?;
+        let (_, cid) = run.put(&root_json).await?;
         Ok::<_, StoreError>((cid, root_json))
     }
     .await;
@@ -73,6 +75,14 @@ pub async fn push(
                 if let Err(de) = store.delete(d).await {
                     tracing::warn!(digest = %d, error = %de, "ipfs-push: could not remove a blob of a failed export");
                 }
+            }
+            // Its anonymous pins stay: one may be nerdctl's for the same bytes (Kubo keeps
+            // one pin per CID), and they are a few small JSON objects.
+            if !run.pinned.is_empty() {
+                tracing::info!(
+                    pins = run.pinned.len(),
+                    "ipfs-push failed; the JSON it had added to ipfs stays pinned"
+                );
             }
             Err(e)
         }
@@ -110,6 +120,8 @@ struct Run<'a> {
     platforms: &'a PlatformMatch,
     /// Blobs this export stored (not those already there).
     written: Vec<Digest>,
+    /// CIDs this export added to the backend under an anonymous pin.
+    pinned: Vec<crate::cid::Cid>,
 }
 
 impl Run<'_> {
@@ -133,10 +145,21 @@ impl Run<'_> {
                 OCI_INDEX | DOCKER_LIST => self.index(&desc, depth).await?,
                 _ => None,
             };
-            let mut out = rewritten.unwrap_or_else(|| desc.clone());
-            let digest = parse_digest(&out.digest)?;
-            let info = self.store.info(&digest).await?;
-            out.urls = vec![format!("ipfs://{}", info.cid)];
+            let (mut out, cid) = match rewritten {
+                Some(new) => new,
+                None => {
+                    // A blob of the image: containerd holds it, and its DAG must be in
+                    // ipfs before its CID is handed out.
+                    let digest = parse_digest(&desc.digest)?;
+                    let info = self
+                        .store
+                        .imported_info(&digest)
+                        .await?
+                        .ok_or_else(|| StoreError::NotFound(format!("content {digest}")))?;
+                    (desc.clone(), info.cid.to_string())
+                }
+            };
+            out.urls = vec![format!("ipfs://{cid}")];
             if is_docker(&desc.media_type) {
                 out.media_type = docker_to_oci(&out.media_type).to_string();
             }
@@ -148,7 +171,7 @@ impl Run<'_> {
         &mut self,
         desc: &Descriptor,
         depth: usize,
-    ) -> Result<Descriptor, StoreError> {
+    ) -> Result<(Descriptor, String), StoreError> {
         let mut m: Manifest = self.read_json(desc).await?;
         if is_docker(&m.media_type) {
             m.media_type = docker_to_oci(&m.media_type).to_string();
@@ -171,7 +194,7 @@ impl Run<'_> {
         &mut self,
         desc: &Descriptor,
         depth: usize,
-    ) -> Result<Option<Descriptor>, StoreError> {
+    ) -> Result<Option<(Descriptor, String)>, StoreError> {
         let mut idx: Index = self.read_json(desc).await?;
         let mut modified = false;
         if is_docker(&idx.media_type) {
@@ -216,27 +239,38 @@ impl Run<'_> {
         })
     }
 
-    /// Go's `WriteJSON`: the old descriptor with the new blob's digest and size.
+    /// Go's `WriteJSON`: the old descriptor with the new blob's digest and size, and the
+    /// new blob's CID (`put`).
     async fn rewritten(
         &mut self,
         old: &Descriptor,
         json: Vec<u8>,
-    ) -> Result<Descriptor, StoreError> {
-        let digest = self.store_bytes(&json).await?;
-        Ok(Descriptor {
+    ) -> Result<(Descriptor, String), StoreError> {
+        let (digest, cid) = self.put(&json).await?;
+        let desc = Descriptor {
             digest: digest.to_string(),
             size: json.len() as i64,
             ..old.clone()
-        })
+        };
+        Ok((desc, cid))
     }
 
-    /// Stores `bytes` and returns the CID ipcs imported them under.
-    async fn put(&mut self, bytes: &[u8]) -> Result<String, StoreError> {
+    /// Stores `bytes` as a blob and returns its digest and CID, which an anonymous pin holds in the
+    /// backend, as `nerdctl push ipfs://` pins what it adds. No image in containerd refers
+    /// to these JSON blobs, so containerd's next garbage collection deletes them from this
+    /// store (it removes every blob its metadata does not name), possibly before their
+    /// import after the commit has run; the export must outlive that. A Delete leaves a
+    /// pin that is not this store's, and the import after the commit does not take it over.
+    async fn put(&mut self, bytes: &[u8]) -> Result<(Digest, String), StoreError> {
         let digest = self.store_bytes(bytes).await?;
-        match self.store.imported_info(&digest).await? {
-            Some(info) => Ok(info.cid.to_string()),
-            None => Err(StoreError::NotFound(format!("content {digest}"))),
-        }
+        let backend = self.store.backend();
+        let ctx = || format!("adding the export's {digest} to ipfs");
+        let cid = backend
+            .add_record(bytes.to_vec())
+            .await
+            .map_err(StoreError::ipfs(ctx()))?;
+        self.pinned.push(cid.clone());
+        Ok((digest, cid.to_string()))
     }
 
     async fn store_bytes(&mut self, bytes: &[u8]) -> Result<Digest, StoreError> {

@@ -202,3 +202,59 @@ async fn hostile_roots_and_manifests_get_clear_errors() {
     let err = push(&store, child.as_bytes(), &all).await.unwrap_err();
     assert!(err.to_string().contains("nested deeper"), "{err}");
 }
+
+/// The exported JSON is referenced by no image in containerd, whose garbage collection
+/// deletes every blob its metadata does not name, right after the push or even during it.
+/// The CIDs the export printed stay pinned through that, under a pin that is not this
+/// store's (so Delete leaves it).
+#[tokio::test]
+async fn the_export_stays_pinned_when_containerds_gc_deletes_its_blobs() {
+    let dir = tempfile::tempdir().unwrap();
+    let (store, backend) = testkit::open(dir.path()).await;
+    let layer = b"layer bytes";
+    let config = br#"{"architecture":"amd64","os":"linux"}"#;
+    put(&store, layer).await;
+    put(&store, config).await;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{},"layers":[{}]}}"#,
+        desc("application/vnd.docker.container.image.v1+json", config),
+        desc("application/vnd.docker.image.rootfs.diff.tar.gzip", layer)
+    );
+    put(&store, manifest.as_bytes()).await;
+    let root = desc(
+        "application/vnd.docker.distribution.manifest.v2+json",
+        manifest.as_bytes(),
+    );
+    let before = listed(&store).await;
+    let pushed = push(&store, root.as_bytes(), &PlatformMatch::All)
+        .await
+        .unwrap();
+    let new: Vec<String> = listed(&store)
+        .await
+        .into_iter()
+        .filter(|d| !before.contains(d))
+        .collect();
+    assert_eq!(
+        new.len(),
+        2,
+        "the converted manifest and the root descriptor"
+    );
+    for d in &new {
+        store.delete(&d.parse().unwrap()).await.unwrap();
+    }
+    let root_cid: crate::cid::Cid = pushed.cid.parse().unwrap();
+    assert!(backend.is_pinned(&root_cid), "the printed CID lost its pin");
+    assert_eq!(root_cid.to_string(), cid(&pushed.root_json));
+    let converted: serde_json::Value = serde_json::from_slice(&pushed.root_json).unwrap();
+    let manifest_cid: crate::cid::Cid = converted["urls"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("ipfs://")
+        .parse()
+        .unwrap();
+    assert!(
+        backend.is_pinned(&manifest_cid),
+        "the manifest {manifest_cid} lost its pin ({})",
+        String::from_utf8_lossy(&pushed.root_json)
+    );
+}
