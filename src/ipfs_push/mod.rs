@@ -53,7 +53,7 @@ pub async fn push(
         store,
         platforms,
         written: Vec::new(),
-        pinned: Vec::new(),
+        pins_added: 0,
     };
     let result = async {
         let converted = run.convert(root, 0).await?;
@@ -78,9 +78,9 @@ pub async fn push(
             }
             // Its anonymous pins stay: one may be nerdctl's for the same bytes (Kubo keeps
             // one pin per CID), and they are a few small JSON objects.
-            if !run.pinned.is_empty() {
+            if run.pins_added > 0 {
                 tracing::info!(
-                    pins = run.pinned.len(),
+                    pins = run.pins_added,
                     "ipfs-push failed; the JSON it had added to ipfs stays pinned"
                 );
             }
@@ -120,8 +120,8 @@ struct Run<'a> {
     platforms: &'a PlatformMatch,
     /// Blobs this export stored (not those already there).
     written: Vec<Digest>,
-    /// CIDs this export added to the backend under an anonymous pin.
-    pinned: Vec<crate::cid::Cid>,
+    /// How many objects this export added to the backend under an anonymous pin.
+    pins_added: usize,
 }
 
 impl Run<'_> {
@@ -269,7 +269,7 @@ impl Run<'_> {
             .add_record(bytes.to_vec())
             .await
             .map_err(StoreError::ipfs(ctx()))?;
-        self.pinned.push(cid.clone());
+        self.pins_added += 1;
         Ok((digest, cid.to_string()))
     }
 

@@ -45,24 +45,32 @@ async fn read(store: &crate::store::ContentStore, digest: &str) -> Vec<u8> {
         .unwrap()
 }
 
+const LAYER: &[u8] = b"layer bytes";
+const CONFIG: &[u8] = br#"{"architecture":"amd64","os":"linux"}"#;
+
+/// A one-layer image with Docker media types (`LAYER`, `CONFIG`) put into `store`; returns
+/// the descriptor of its manifest, the root a push starts from.
+async fn docker_image(store: &crate::store::ContentStore) -> String {
+    put(store, LAYER).await;
+    put(store, CONFIG).await;
+    let manifest = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{},"layers":[{}]}}"#,
+        desc("application/vnd.docker.container.image.v1+json", CONFIG),
+        desc("application/vnd.docker.image.rootfs.diff.tar.gzip", LAYER)
+    );
+    put(store, manifest.as_bytes()).await;
+    desc(
+        "application/vnd.docker.distribution.manifest.v2+json",
+        manifest.as_bytes(),
+    )
+}
+
 #[tokio::test]
 async fn a_docker_manifest_becomes_oci_with_ipfs_urls_in_gos_bytes() {
     let dir = tempfile::tempdir().unwrap();
     let (store, _) = testkit::open(dir.path()).await;
-    let layer = b"layer bytes";
-    let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    put(&store, layer).await;
-    put(&store, config).await;
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{},"layers":[{}]}}"#,
-        desc("application/vnd.docker.container.image.v1+json", config),
-        desc("application/vnd.docker.image.rootfs.diff.tar.gzip", layer)
-    );
-    put(&store, manifest.as_bytes()).await;
-    let root = desc(
-        "application/vnd.docker.distribution.manifest.v2+json",
-        manifest.as_bytes(),
-    );
+    let (layer, config) = (LAYER, CONFIG);
+    let root = docker_image(&store).await;
 
     let out = push(&store, root.as_bytes(), &PlatformMatch::All)
         .await
@@ -211,20 +219,7 @@ async fn hostile_roots_and_manifests_get_clear_errors() {
 async fn the_export_stays_pinned_when_containerds_gc_deletes_its_blobs() {
     let dir = tempfile::tempdir().unwrap();
     let (store, backend) = testkit::open(dir.path()).await;
-    let layer = b"layer bytes";
-    let config = br#"{"architecture":"amd64","os":"linux"}"#;
-    put(&store, layer).await;
-    put(&store, config).await;
-    let manifest = format!(
-        r#"{{"schemaVersion":2,"mediaType":"application/vnd.docker.distribution.manifest.v2+json","config":{},"layers":[{}]}}"#,
-        desc("application/vnd.docker.container.image.v1+json", config),
-        desc("application/vnd.docker.image.rootfs.diff.tar.gzip", layer)
-    );
-    put(&store, manifest.as_bytes()).await;
-    let root = desc(
-        "application/vnd.docker.distribution.manifest.v2+json",
-        manifest.as_bytes(),
-    );
+    let root = docker_image(&store).await;
     let before = listed(&store).await;
     let pushed = push(&store, root.as_bytes(), &PlatformMatch::All)
         .await
