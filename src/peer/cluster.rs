@@ -155,10 +155,21 @@ impl ClusterClient {
         for (k, v) in meta {
             query.push((format!("meta-{k}"), v.clone()));
         }
-        let resp = self
+        let req = self
             .http
             .post(format!("{}/pins/{cid}", self.url))
-            .query(&query)
+            .query(&query);
+        self.send(op, req).await
+    }
+
+    /// Sends a pinset change with the control timeout; an answer other than 2xx is an
+    /// error naming its status and body.
+    async fn send(
+        &self,
+        op: &'static str,
+        req: reqwest::RequestBuilder,
+    ) -> Result<(), ClusterError> {
+        let resp = req
             .timeout(self.timeout)
             .send()
             .await
@@ -215,20 +226,8 @@ impl ClusterClient {
 
     /// Removes `cid` from the shared pinset.
     pub async fn unpin(&self, cid: &str) -> Result<(), ClusterError> {
-        let op = "pin rm";
-        let resp = self
-            .http
-            .delete(format!("{}/pins/{cid}", self.url))
-            .timeout(self.timeout)
-            .send()
-            .await
-            .map_err(|e| self.fail(op, e))?;
-        if !resp.status().is_success() {
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            return Err(self.fail(op, format!("HTTP {status}: {}", body.trim())));
-        }
-        Ok(())
+        let req = self.http.delete(format!("{}/pins/{cid}", self.url));
+        self.send("pin rm", req).await
     }
 
     /// Reads the whole shared pinset.
