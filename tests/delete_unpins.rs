@@ -131,10 +131,7 @@ async fn an_import_after_the_commit_leaves_a_pin_someone_else_took_first() {
     let ipcs = Ipcs::start().await;
     let mut c = ipcs.content().await;
     // An open Write stream holds the import back (it yields to a pull in progress).
-    let (mut busy, _) = WriteSession::open(&mut c, stat("still-writing", 0, ""))
-        .await
-        .unwrap();
-    busy.send(write(0, b"partial")).await.unwrap();
+    let busy = WriteSession::holding_imports(&mut c).await;
     let data = random_bytes(300_000, 8);
     let d = put_blob(&mut c, "added-before-import", &data)
         .await

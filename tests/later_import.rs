@@ -177,10 +177,7 @@ async fn imports_wait_while_another_write_streams() {
     let ipcs = Ipcs::start().await;
     let mut c = ipcs.content().await;
     // A pull still writing another layer: the import of a committed one waits for it.
-    let (mut busy, _) = WriteSession::open(&mut c, stat("still-writing", 0, ""))
-        .await
-        .unwrap();
-    busy.send(write(0, b"partial")).await.unwrap();
+    let busy = WriteSession::holding_imports(&mut c).await;
     let data = random_bytes(1 << 20, 70);
     let d = put_blob(&mut c, "done-layer", &data).await.unwrap();
     let pending = pending_for_a_while(&ipcs).await;
@@ -203,10 +200,7 @@ async fn imports_wait_while_another_write_streams() {
 async fn a_blob_whose_import_keeps_failing_holds_back_no_other() {
     let ipcs = Ipcs::start().await;
     let mut c = ipcs.content().await;
-    let (mut busy, _) = WriteSession::open(&mut c, stat("still-writing", 0, ""))
-        .await
-        .unwrap();
-    busy.send(write(0, b"partial")).await.unwrap();
+    let busy = WriteSession::holding_imports(&mut c).await;
     let bad = random_bytes(100_000, 71);
     let d_bad = put_blob(&mut c, "loses-its-file", &bad).await.unwrap();
     let hex = d_bad.strip_prefix("sha256:").unwrap();

@@ -307,6 +307,17 @@ impl WriteSession {
         self.tx.take();
     }
 
+    /// A Write stream left open with a few bytes written, as a pull still writing another
+    /// layer: imports after the commit wait while it lives (they yield to the pull, at most
+    /// 10 s after their commit). End it with `close_and_drain`.
+    pub async fn holding_imports(c: &mut ContentClient<Channel>) -> WriteSession {
+        let (mut busy, _) = WriteSession::open(c, stat("still-writing", 0, ""))
+            .await
+            .unwrap();
+        busy.send(write(0, b"partial")).await.unwrap();
+        busy
+    }
+
     /// Half-closes and waits until the server ends the stream, so its ref is free again.
     pub async fn close_and_drain(mut self) {
         self.tx.take();
