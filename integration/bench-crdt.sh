@@ -156,17 +156,4 @@ print(f"(bench-crdt: {int(E['ELAPSED']) // 60} min {int(E['ELAPSED']) % 60} s in
 print("<!-- /bench-crdt -->")
 PY
 cat "$table"
-if [ "$OUT" != - ]; then
-  python3 - "$OUT" "$table" <<'PY'
-import re, sys
-out, table = sys.argv[1], open(sys.argv[2]).read().rstrip("\n")
-try:
-    text = open(out).read()
-except FileNotFoundError:
-    text = ""
-pat = re.compile(r"^<!-- bench-crdt -->$.*?^<!-- /bench-crdt -->$", re.S | re.M)
-text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
-open(out, "w").write(text)
-PY
-  say "section written into $OUT"
-fi
+write_section bench-crdt "$OUT" "$table"

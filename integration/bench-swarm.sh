@@ -302,18 +302,4 @@ print("<!-- /bench-swarm -->")
 PY
 cat "$table"
 say "takeover of ${BIG_LAYER:7:12} in d:"; cut -c1-260 "$work/d-takeover.txt" | indent
-if [ "$OUT" != - ]; then
-  python3 - "$OUT" "$table" <<'PY'
-import re, sys
-out, table = sys.argv[1], open(sys.argv[2]).read().rstrip("\n")
-try:
-    text = open(out).read()
-except FileNotFoundError:
-    text = ""
-# Whole lines only: a note quoting the marker is no marker.
-pat = re.compile(r"^<!-- bench-swarm -->$.*?^<!-- /bench-swarm -->$", re.S | re.M)
-text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
-open(out, "w").write(text)
-PY
-  say "section written into $OUT"
-fi
+write_section bench-swarm "$OUT" "$table"

@@ -180,3 +180,24 @@ stop_pid() {
   for _ in $(seq 1 $((secs * 10))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
   kill -KILL "$pid" 2>/dev/null || true
 }
+
+# write_section NAME OUT TABLE: puts the file TABLE, which starts with the line
+# "<!-- NAME -->" and ends with "<!-- /NAME -->", into OUT in place of the section between
+# those markers (appended if OUT has none; "-" = nothing written). The benches that own a
+# section of BENCHMARKS.md write it this way.
+write_section() {
+  [ "$2" != - ] || return 0
+  python3 - "$1" "$2" "$3" <<'PY'
+import re, sys
+name, out, table = sys.argv[1], sys.argv[2], open(sys.argv[3]).read().rstrip("\n")
+try:
+    text = open(out).read()
+except FileNotFoundError:
+    text = ""
+# Whole lines only: a note quoting the marker is no marker.
+pat = re.compile(rf"^<!-- {re.escape(name)} -->$.*?^<!-- /{re.escape(name)} -->$", re.S | re.M)
+text = pat.sub(lambda _: table, text) if pat.search(text) else text.rstrip("\n") + "\n\n" + table + "\n"
+open(out, "w").write(text)
+PY
+  say "section written into $2"
+}
